@@ -1,0 +1,84 @@
+"""Glue between the stages for the CLI: context -> configuration -> plan (no click here)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from localci.config import load_pipeline
+from localci.config.model import Pipeline
+from localci.errors import UsageError
+from localci.globs import fnmatch_ruby
+from localci.plan.context import PipelineContext, changed_paths, detect_context
+from localci.plan.variables import (
+    VarValue,
+    include_rule_variables,
+    load_variables_file,
+    parse_assignment,
+)
+
+# Picked up automatically when present; git-ignored because .localci/ ignores itself.
+DEFAULT_VARIABLE_FILES = (".localci/variables.yml", ".localci/variables.yaml",
+                          ".localci/variables.env")
+
+
+@dataclass(frozen=True)
+class ContextOptions:
+    """What the user asked to simulate (`--branch`, `--tag`, `--var`...)."""
+
+    branch: str | None = None
+    tag: str | None = None
+    source: str = "push"
+    default_branch: str | None = None
+    mr_target: str | None = None
+    changes_since: str | None = None
+    protected: Sequence[str] = ()
+    variables: Sequence[str] = ()
+    variables_file: Path | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    pipeline: Pipeline
+    context: PipelineContext
+    user_variables: Mapping[str, VarValue]
+
+
+def load(directory: Path, config_file: str, options: ContextOptions) -> Loaded:
+    """Detect the git context, read user variables, load the configuration for that context."""
+    ctx = detect_context(
+        directory, config_file=config_file, branch=options.branch, tag=options.tag,
+        source=options.source, default_branch=options.default_branch,
+        mr_target=options.mr_target, changes_since=options.changes_since,
+        protected_refs=options.protected)
+    user = user_variables(directory, options)
+    include_vars = {**include_rule_variables(ctx), **{k: v.value for k, v in user.items()}}
+
+    def changed(patterns: Sequence[str], compare_to: str | None) -> bool:
+        paths = changed_paths(ctx, compare_to)
+        return paths is None or any(fnmatch_ruby(p, f) for p in patterns for f in paths)
+
+    pipeline = load_pipeline(directory, config_file, variables=include_vars, changed=changed)
+    return Loaded(pipeline, ctx, user)
+
+
+def user_variables(directory: Path, options: ContextOptions) -> dict[str, VarValue]:
+    """Variables file (explicit or default) < `--var` assignments."""
+    out: dict[str, VarValue] = {}
+    path = options.variables_file
+    if path is None:
+        path = next((directory / p for p in DEFAULT_VARIABLE_FILES
+                     if (directory / p).is_file()), None)
+    elif not path.is_absolute():
+        path = Path.cwd() / path
+    if path is not None:
+        if not path.is_file():
+            raise UsageError(f"--variables-file {path}: no such file")
+        out.update(load_variables_file(path))
+    for assignment in options.variables:
+        name, value = parse_assignment(assignment)
+        masked = out[name].masked if name in out else False
+        out[name] = VarValue(value, masked=masked)
+    return out

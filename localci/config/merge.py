@@ -1,0 +1,163 @@
+"""GitLab's merge rules on raw mappings: deep merge, `extends`, `!reference` (pure, no I/O)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from localci.config.yaml_source import LocDict, LocList, Reference, location_of
+from localci.errors import Location, Problem
+
+MAX_EXTENDS_DEPTH = 11
+MAX_REFERENCE_DEPTH = 10
+MAX_FLATTEN_DEPTH = 10
+
+
+def deep_merge(older: Any, newer: Any) -> Any:
+    """Hashes merge key by key at any depth; anything else: the newer value replaces."""
+    if not (isinstance(older, dict) and isinstance(newer, dict)):
+        return newer
+    merged = LocDict(older, loc=location_of(newer) or location_of(older))
+    merged.key_locs.update(getattr(older, "key_locs", {}))
+    for key, value in newer.items():
+        merged[key] = deep_merge(older[key], value) if key in older else value
+        loc = getattr(newer, "key_locs", {}).get(key)
+        if loc is not None:
+            merged.key_locs[key] = loc
+    return merged
+
+
+def resolve_extends(config: LocDict, problems: list[Problem]) -> LocDict:
+    """Resolve `extends` of every top-level mapping in place order; returns a new mapping."""
+    resolved: dict[str, Any] = {}
+    result = LocDict(loc=config.loc)
+    result.key_locs.update(config.key_locs)
+    for name, value in config.items():
+        if isinstance(value, dict) and "extends" in value:
+            value = _extend(config, name, resolved, (), problems)
+        result[name] = value
+    return result
+
+
+def _extend(
+    config: LocDict, name: str, resolved: dict[str, Any],
+    chain: tuple[str, ...], problems: list[Problem],
+) -> Any:
+    if name in resolved:
+        return resolved[name]
+    job = config[name]
+    if not isinstance(job, dict) or "extends" not in job:
+        return job
+    if name in chain:
+        cycle = " -> ".join((*chain[chain.index(name):], name))
+        problems.append(Problem(
+            f"circular dependency detected in `extends`: {cycle}",
+            _where(job, "extends"), job=name, path="extends",
+        ))
+        return job
+    if len(chain) >= MAX_EXTENDS_DEPTH:
+        problems.append(Problem(
+            f"`extends` nesting too deep (more than {MAX_EXTENDS_DEPTH - 1} levels)",
+            _where(job, "extends"), job=name, path="extends",
+        ))
+        return job
+    merged: Any = LocDict(loc=location_of(job))
+    for parent in _parent_names(job, name, problems):
+        if parent not in config:
+            problems.append(Problem(
+                f"`extends` names {parent!r}, which is not defined",
+                _where(job, "extends"), job=name, path="extends",
+                hint="define the template (e.g. a hidden job `.name:`) or fix the name",
+            ))
+            continue
+        if not isinstance(config[parent], dict):
+            problems.append(Problem(
+                f"`extends` names {parent!r}, which is not a mapping", _where(job, "extends"),
+                job=name, path="extends",
+            ))
+            continue
+        merged = deep_merge(merged, _extend(config, parent, resolved, (*chain, name), problems))
+    result = deep_merge(merged, job)
+    resolved[name] = result
+    return result
+
+
+def _parent_names(job: dict[str, Any], name: str, problems: list[Problem]) -> list[str]:
+    extends = job["extends"]
+    if isinstance(extends, str):
+        return [extends]
+    if isinstance(extends, list) and all(isinstance(p, str) for p in extends):
+        return list(extends)
+    problems.append(Problem(
+        "`extends` must be a job name or a list of job names", _where(job, "extends"),
+        job=name, path="extends",
+    ))
+    return []
+
+
+def _where(mapping: Any, key: str) -> Location | None:
+    if isinstance(mapping, LocDict):
+        return mapping.where(key)
+    return location_of(mapping)
+
+
+def resolve_references(config: LocDict, problems: list[Problem]) -> LocDict:
+    """Replace every `!reference` by the value it points at in the post-extends config."""
+    resolver = _ReferenceResolver(config, problems)
+    result = resolver.resolve(config, (), "")
+    return result if isinstance(result, LocDict) else config
+
+
+class _ReferenceResolver:
+    def __init__(self, config: LocDict, problems: list[Problem]) -> None:
+        self.config = config
+        self.problems = problems
+
+    def resolve(self, value: Any, active: tuple[tuple[str, ...], ...], owner: str) -> Any:
+        if isinstance(value, Reference):
+            return self._follow(value, active, owner)
+        if isinstance(value, dict):
+            out = LocDict(loc=location_of(value))
+            out.key_locs.update(getattr(value, "key_locs", {}))
+            for key, item in value.items():
+                out[key] = self.resolve(item, active, owner or key)
+            return out
+        if isinstance(value, list):
+            items = LocList(loc=location_of(value))
+            for index, item in enumerate(value):
+                items.append(self.resolve(item, active, owner))
+                items.item_locs.append(value.where(index) if isinstance(value, LocList) else None)
+            return items
+        return value
+
+    def _follow(self, ref: Reference, active: tuple[tuple[str, ...], ...], owner: str) -> Any:
+        if ref.path in active:
+            chain = " -> ".join(str(Reference(p)) for p in (*active, ref.path))
+            self._fail(ref, owner, f"circular !reference: {chain}")
+            return None
+        if len(active) >= MAX_REFERENCE_DEPTH:
+            self._fail(ref, owner, f"!reference nested more than {MAX_REFERENCE_DEPTH} levels")
+            return None
+        target: Any = self.config
+        for step in ref.path:
+            if not isinstance(target, dict) or step not in target:
+                self._fail(ref, owner, f"{ref} could not be found",
+                           hint="check the job name and key path; the target must exist after "
+                                "includes and extends are applied")
+                return None
+            target = target[step]
+        return self.resolve(target, (*active, ref.path), owner)
+
+    def _fail(self, ref: Reference, owner: str, message: str, hint: str | None = None) -> None:
+        self.problems.append(Problem(message, ref.loc, job=owner or None, hint=hint))
+
+
+def flatten_commands(value: Any, depth: int = 0) -> list[Any]:
+    """Flatten nested lists (from anchors or !reference) as GitLab does, up to 10 levels."""
+    if not isinstance(value, list):
+        return [value]
+    if depth > MAX_FLATTEN_DEPTH:
+        raise ValueError(f"nested more than {MAX_FLATTEN_DEPTH} levels")
+    out: list[Any] = []
+    for item in value:
+        out.extend(flatten_commands(item, depth + 1) if isinstance(item, list) else [item])
+    return out

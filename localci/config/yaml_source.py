@@ -1,0 +1,238 @@
+"""Safe YAML loading that keeps file:line for every mapping key and list item.
+
+Mappings load as `LocDict`, sequences as `LocList`, `!reference [a, b]` as `Reference`.
+YAML 1.1 scalars follow PyYAML's resolver (as Ruby's Psych does), except timestamps and
+the `=` value tag, which GitLab never turns into objects and which we keep as strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from localci.errors import ConfigError, Location, Problem
+
+MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
+MAX_NODES = 1_000_000
+
+
+class LocDict(dict[str, Any]):
+    """A mapping that remembers where it and each of its keys were written."""
+
+    loc: Location | None = None
+    key_locs: dict[str, Location]
+
+    def __init__(self, *args: Any, loc: Location | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loc = loc
+        self.key_locs = {}
+
+    def where(self, key: str) -> Location | None:
+        return self.key_locs.get(key, self.loc)
+
+
+class LocList(list[Any]):
+    """A sequence that remembers where it and each of its items were written."""
+
+    loc: Location | None = None
+    item_locs: list[Location | None]
+
+    def __init__(self, *args: Any, loc: Location | None = None) -> None:
+        super().__init__(*args)
+        self.loc = loc
+        self.item_locs = []
+
+    def where(self, index: int) -> Location | None:
+        if 0 <= index < len(self.item_locs) and self.item_locs[index] is not None:
+            return self.item_locs[index]
+        return self.loc
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """An unresolved `!reference [job, key, ...]` tag."""
+
+    path: tuple[str, ...]
+    loc: Location | None = None
+
+    def __str__(self) -> str:
+        return "!reference [" + ", ".join(self.path) + "]"
+
+
+def location_of(value: Any) -> Location | None:
+    return getattr(value, "loc", None)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader producing located containers; one instance per document stream."""
+
+    display_name = "<string>"
+    warnings: list[str]
+    node_count = 0
+
+    def _loc(self, node: Node) -> Location:
+        mark = node.start_mark
+        return Location(self.display_name, mark.line + 1, mark.column + 1)
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        self.node_count += 1
+        if self.node_count > MAX_NODES:
+            raise ConfigError(Problem(
+                f"the YAML document has more than {MAX_NODES:,} nodes",
+                Location(self.display_name, 1),
+                hint="split the configuration; GitLab limits configuration size too",
+            ))
+        return super().compose_node(parent, index)
+
+
+def _flatten_merge_keys(loader: _Loader, node: MappingNode) -> None:
+    """Resolve `<<` like Ruby's Psych: own keys win, then the first listed mapping wins.
+
+    PyYAML's own flatten lets the *last* mapping of `<<: [*a, *b]` win; GitLab does not.
+    """
+    pairs: dict[Any, tuple[Node, Node]] = {}
+    own: list[tuple[Node, Node]] = []
+    for key_node, value_node in node.value:
+        if key_node.tag != "tag:yaml.org,2002:merge":
+            if key_node.tag == "tag:yaml.org,2002:value":
+                key_node.tag = "tag:yaml.org,2002:str"
+            own.append((key_node, value_node))
+            continue
+        sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+        for source in sources:
+            if not isinstance(source, MappingNode):
+                raise ConfigError(Problem("`<<` needs a mapping or a list of mappings",
+                                          loader._loc(source)))
+            _flatten_merge_keys(loader, source)
+            for pair in source.value:
+                pairs.setdefault(_identity(pair[0]), pair)
+    for pair in own:
+        pairs[_identity(pair[0])] = pair
+    node.value = list(pairs.values())
+
+
+def _identity(key_node: Node) -> Any:
+    return key_node.value if isinstance(key_node, ScalarNode) else id(key_node)
+
+
+def _construct_mapping(loader: _Loader, node: MappingNode) -> LocDict:
+    _warn_duplicates(loader, node)
+    _flatten_merge_keys(loader, node)
+    result = LocDict(loc=loader._loc(node))
+    yield_later: list[tuple[Any, Node]] = []
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if isinstance(key, (list, dict)):
+            raise ConfigError(Problem("a mapping key must be a scalar", loader._loc(key_node)))
+        key = _key_text(key)
+        yield_later.append((key, value_node))
+        result.key_locs[key] = loader._loc(key_node)
+    for key, value_node in yield_later:
+        result[key] = loader.construct_object(value_node, deep=True)
+    return result
+
+
+def _key_text(key: Any) -> str:
+    if key is None:
+        return "null"
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)
+
+
+def _warn_duplicates(loader: _Loader, node: MappingNode) -> None:
+    seen: dict[str, int] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        line = key_node.start_mark.line + 1
+        if key_node.value in seen:
+            loader.warnings.append(
+                f"{loader.display_name}:{line}: duplicate key {key_node.value!r} "
+                f"(first at line {seen[key_node.value]}); the last one wins"
+            )
+        seen[key_node.value] = line
+
+
+def _construct_sequence(loader: _Loader, node: SequenceNode) -> LocList:
+    result = LocList(loc=loader._loc(node))
+    for child in node.value:
+        result.append(loader.construct_object(child, deep=True))
+        result.item_locs.append(loader._loc(child))
+    return result
+
+
+def _construct_reference(loader: _Loader, node: Node) -> Reference:
+    loc = loader._loc(node)
+    items = node.value if isinstance(node, SequenceNode) else None
+    if not items or not all(isinstance(i, ScalarNode) for i in items):
+        raise ConfigError(Problem(
+            "!reference must be a list of one or more strings, e.g. !reference [.setup, script]",
+            loc,
+        ))
+    return Reference(tuple(str(i.value) for i in items), loc)
+
+
+def _construct_timestamp_as_text(loader: _Loader, node: ScalarNode) -> str:
+    return str(node.value)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+_Loader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp_as_text)
+_Loader.add_constructor("tag:yaml.org,2002:value", _construct_timestamp_as_text)
+_Loader.add_constructor("!reference", _construct_reference)
+
+
+def _unknown_tag(loader: _Loader, suffix: str, node: Node) -> Any:
+    raise ConfigError(Problem(
+        f"unknown YAML tag {node.tag!r}", loader._loc(node),
+        hint="GitLab accepts only !reference besides standard YAML",
+    ))
+
+
+_Loader.add_multi_constructor("!", _unknown_tag)
+_Loader.add_multi_constructor("tag:", _unknown_tag)
+
+
+def load_documents(text: str, display_name: str) -> tuple[list[Any], list[str]]:
+    """Parse every YAML document of `text`; returns (documents, warnings)."""
+    if len(text.encode("utf-8", errors="replace")) > MAX_DOCUMENT_BYTES:
+        raise ConfigError(Problem(
+            f"the file is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB",
+            Location(display_name, 1),
+            hint="GitLab rejects configurations this large; split it or remove generated parts",
+        ))
+    loader = _Loader(text)
+    loader.display_name = display_name
+    loader.warnings = []
+    docs: list[Any] = []
+    try:
+        while loader.check_data():  # type: ignore[no-untyped-call]
+            docs.append(loader.get_data())
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError(_yaml_problem(exc, display_name)) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(Problem(f"invalid YAML: {exc}", Location(display_name, 1))) from None
+    except RecursionError:
+        raise ConfigError(Problem(
+            "the YAML is nested too deeply", Location(display_name, 1),
+        )) from None
+    finally:
+        loader.dispose()
+    return docs, loader.warnings
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError, display_name: str) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    loc = Location(display_name, mark.line + 1, mark.column + 1) if mark else None
+    problem = exc.problem or "invalid YAML"
+    hint = None
+    if "undefined alias" in problem or "found undefined alias" in str(exc):
+        hint = ("anchors only work inside one file; to reuse a value from another file use "
+                "!reference [job, key] or extends")
+    context = f" ({exc.context})" if exc.context and exc.context != problem else ""
+    return Problem(f"invalid YAML: {problem}{context}", loc, hint=hint)

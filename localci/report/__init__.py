@@ -1,0 +1,1 @@
+"""Rendering: plans, live runs and summaries for people and for other tools."""

@@ -1,0 +1,76 @@
+"""`localci list`: the plan as JSON (a shape other tools use) or as a table by stage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from localci.plan.model import Plan, PlannedJob
+
+
+def list_json(plan: Plan) -> list[dict[str, Any]]:
+    """One object per visible job in definition order; `when` is "never" when excluded."""
+    return [_job_json(plan, job) for job in plan.jobs]
+
+
+def _job_json(plan: Plan, job: PlannedJob) -> dict[str, Any]:
+    included = job.included and plan.created
+    out: dict[str, Any] = {
+        "name": job.name,
+        "description": job.job.description,
+        "stage": job.stage,
+        "when": job.when if included else "never",
+        "allow_failure": job.allow_failure.as_json(),
+    }
+    if job.needs is not None:
+        out["needs"] = [{"job": n.job, "artifacts": n.artifacts, "optional": n.optional}
+                        for n in job.needs]
+    out["reason"] = job.reason if plan.created or not job.included else plan.workflow_reason
+    return out
+
+
+def print_list(plan: Plan, *, show_all: bool, console: Console | None = None) -> None:
+    """A table grouped by stage: job, when, allow_failure, needs (and the reason with --all)."""
+    console = console or Console(highlight=False)
+    ctx = plan.context
+    kind = "tag" if ctx.ref_is_tag else "branch"
+    console.print(f"Pipeline for {kind} [bold]{ctx.ref}[/] ({ctx.source})"
+                  + (f": {plan.name}" if plan.name else ""))
+    if not plan.created:
+        console.print(f"[yellow]No pipeline is created:[/] {plan.workflow_reason}")
+        if not show_all:
+            return
+    table = Table(show_lines=False, pad_edge=False)
+    for column in ("stage", "job", "when", "allow failure", "needs"):
+        table.add_column(column)
+    if show_all:
+        table.add_column("reason", overflow="fold")
+    for job in _ordered(plan, show_all):
+        table.add_row(*_row(plan, job, show_all))
+    console.print(table)
+    excluded = sum(1 for j in plan.jobs if not (j.included and plan.created))
+    if excluded and not show_all:
+        console.print(f"{excluded} job(s) not in this pipeline; `localci list --all` shows why")
+
+
+def _ordered(plan: Plan, show_all: bool) -> list[PlannedJob]:
+    jobs = [j for j in plan.jobs if show_all or (j.included and plan.created)]
+    return sorted(jobs, key=lambda j: j.stage_index)
+
+
+def _row(plan: Plan, job: PlannedJob, show_all: bool) -> list[str]:
+    included = job.included and plan.created
+    when = job.when if included else "never"
+    allow = job.allow_failure
+    allow_text = (f"exit codes {', '.join(map(str, allow.exit_codes))}" if allow.exit_codes
+                  else "yes" if allow.allowed else "")
+    if job.needs is None:
+        needs = ""
+    else:
+        needs = ", ".join(n.job + ("?" if n.optional else "") for n in job.needs) or "[] (none)"
+    row = [job.stage, job.name if included else f"[dim]{job.name}[/]", when, allow_text, needs]
+    if show_all:
+        row.append(job.reason)
+    return row

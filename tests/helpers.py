@@ -1,0 +1,74 @@
+"""Test helpers: committed git repositories in tmp dirs, and the CLI run in-process or for real."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from click.testing import CliRunner
+
+
+def git(repo: Path, *args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def write_files(root: Path, files: Mapping[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def make_repo(root: Path, files: Mapping[str, str], *, branch: str = "main",
+              remote: str | None = "git@gitlab.example.com:group/project.git") -> Path:
+    """A git repository with `files` committed on `branch` (origin/<branch> = HEAD)."""
+    root.mkdir(parents=True, exist_ok=True)
+    git(root, "init", "-q", "-b", branch)
+    git(root, "config", "commit.gpgsign", "false")
+    write_files(root, files)
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "initial commit")
+    if remote:
+        git(root, "remote", "add", "origin", remote)
+        git(root, "update-ref", f"refs/remotes/origin/{branch}", "HEAD")
+        git(root, "symbolic-ref", "refs/remotes/origin/HEAD", f"refs/remotes/origin/{branch}")
+    return root
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_cli(directory: Path, *args: str) -> Result:
+    """Run localci in-process (fast) with `-C directory`."""
+    from localci.cli import run
+
+    runner = CliRunner()
+    with runner.isolation() as (out, err, *_):
+        code = run(["-C", str(directory), *args])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return Result(code, out.getvalue().decode(), err.getvalue().decode())
+
+
+def run_localci(directory: Path, *args: str, env: Mapping[str, str] | None = None,
+                timeout: float = 240, stdin: str | None = None) -> Result:
+    """Run the real `localci` console script in a subprocess."""
+    exe = Path(sys.executable).with_name("localci")
+    cmd: Sequence[str] = [str(exe)] if exe.exists() else [sys.executable, "-m", "localci"]
+    proc = subprocess.run([*cmd, *args], cwd=directory, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, input=stdin)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
