@@ -19,8 +19,12 @@ from localci import __version__
 from localci.errors import ConfigError, LocalCIError, UsageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from localci.app import ContextOptions, Loaded
-    from localci.plan.model import Plan
+    from localci.execute.pipeline import RunOptions
+    from localci.execute.results import RunResult
+    from localci.plan.model import Plan, PlannedJob
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -171,6 +175,113 @@ def explain(opts: Options, job: str, **kwargs: Any) -> None:
         click.echo(line)
 
 
+@cli.command()
+@click.argument("job_names", nargs=-1, metavar="[JOB]...")
+@click.option("--stage", "stages", multiple=True, help="Only the jobs of this stage; repeatable.")
+@click.option("--needs", "with_needs", is_flag=True,
+              help="With JOB/--stage: also run what they need.")
+@click.option("--manual", multiple=True, metavar="JOB", help="Run this manual job; repeatable.")
+@click.option("-j", "--jobs", "max_parallel", type=click.IntRange(1, 64),
+              default=os.cpu_count() or 2, show_default="CPU count", help="Jobs run at once.")
+@click.option("--python", help="Interpreter for every job's venv (version like 3.11, or a path).")
+@click.option("--timeout", "timeout", metavar="DURATION",
+              help="Default job timeout (default 1h; a job's `timeout:` wins).")
+@click.option("--offline", is_flag=True,
+              help="pip installs only from its cache (no network).")
+@click.option("--dry-run", is_flag=True, help="Show what would run; run nothing.")
+@click.option("--json-report", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a JSON report of the run to this file.")
+@click.option("-v", "--verbose", is_flag=True, help="Stream every line of every job.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the summary.")
+@click.option("--no-tty", is_flag=True, help="Plain line output even on a terminal.")
+@click.option("--color/--no-color", default=None, help="Force colours on or off.")
+@context_options
+@click.pass_obj
+def run(opts: Options, job_names: tuple[str, ...], stages: tuple[str, ...], with_needs: bool,
+        manual: tuple[str, ...], max_parallel: int, python: str | None, timeout: str | None,
+        offline: bool, dry_run: bool, json_report: Path | None, verbose: bool, quiet: bool,
+        no_tty: bool, color: bool | None, **kwargs: Any) -> None:
+    """Run the pipeline for this branch (or --branch/--tag), or some of its jobs."""
+    from localci.execute.durations import parse_duration
+    from localci.execute.pipeline import RunOptions
+    from localci.plan import select_jobs
+
+    loaded = _load(opts, kwargs)
+    plan = _plan(loaded)
+    console = _console(color)
+    if not plan.created:
+        console.print(f"No pipeline is created for {plan.context.ref}: {plan.workflow_reason}")
+        return
+    selection = select_jobs(plan, stages=stages, names=job_names, with_needs=with_needs)
+    jobs = list(selection.ordered())
+    if dry_run:
+        from localci.report.listing import print_list
+
+        print_list(selection, show_all=False, console=console)
+        return
+    seconds = parse_duration(timeout) if timeout else None
+    if timeout and seconds is None:
+        raise UsageError(f"--timeout {timeout!r}: not a duration (e.g. 30m, 1h 30m, 600)")
+    options = RunOptions(max_parallel=max_parallel, manual=(*manual, *job_names),
+                         python=python, timeout_s=seconds, color=console.is_terminal,
+                         offline=offline,
+                         cancel_on_failure=loaded.pipeline.workflow.on_job_failure == "all")
+    result = _execute(selection, jobs, options, console,
+                      verbosity=0 if quiet else 2 if verbose else 1, plain=no_tty)
+    if json_report is not None:
+        _write_report(json_report, result)
+    if not result.passed:
+        raise SystemExit(1)
+
+
+def _console(color: bool | None) -> Console:
+    from rich.console import Console
+
+    if color is None:
+        return Console(highlight=False)
+    return Console(highlight=False, force_terminal=color or None, no_color=not color)
+
+
+def _execute(plan: Plan, jobs: list[PlannedJob], options: RunOptions, console: Console, *,
+             verbosity: int, plain: bool) -> RunResult:
+    from localci.execute.pipeline import run_pipeline
+    from localci.report.plain import PlainReporter
+
+    reporter = PlainReporter(console, verbosity=verbosity)
+    try:
+        from localci.execute.transfer import TransferHooks
+    except ImportError:  # pragma: no cover - during development of the cache module
+        hooks = None
+    else:
+        hooks = TransferHooks
+    return run_pipeline(plan, jobs, options, reporter, hooks_factory=hooks)
+
+
+def _write_report(path: Path, result: RunResult) -> None:
+    from localci.execute.pipeline import job_json
+    from localci.execute.store import atomic_write_json
+
+    status = "success" if result.passed else "failed"
+    atomic_write_json(path.resolve(), {"status": status, "pipeline": result.pipeline_id,
+                                       "jobs": [job_json(j) for j in result.jobs]})
+
+
+@cli.command()
+@click.argument("job", required=False)
+@click.option("--pipeline", "pipeline_id", type=int, help="Pipeline number (default: latest).")
+@click.pass_obj
+def logs(opts: Options, job: str | None, pipeline_id: int | None) -> None:
+    """Print a job's log from a run (without JOB: list the run's jobs)."""
+    from localci.records import job_log, read_pipeline
+
+    record = read_pipeline(opts.directory, pipeline_id)
+    if job is None:
+        for entry in record["jobs"]:
+            click.echo(f"{entry['name']:<30} {entry['status']:<10} {entry.get('log') or ''}")
+        return
+    click.echo(job_log(record, job), nl=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn every outcome into an exit code."""
     sys.exit(run(argv))
@@ -187,6 +298,8 @@ def run(argv: list[str] | None = None) -> int:
         return 2
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
     except LocalCIError as exc:
         _echo_err(f"localci: {exc.render()}")
         return exc.exit_code

@@ -1,0 +1,777 @@
+"""The pipeline context: the ref, commit, project and changed paths a local pipeline is made for.
+
+Every git fact localci needs before planning is read here, in at most six git processes.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from localci.errors import GitError, UsageError
+
+ZERO_SHA = "0" * 40
+MR_SOURCE = "merge_request_event"
+
+#: Every value GitLab stores in `CI_PIPELINE_SOURCE`.
+PIPELINE_SOURCES = (
+    "push",
+    "web",
+    "trigger",
+    "schedule",
+    "api",
+    "external",
+    "pipeline",
+    "chat",
+    "webide",
+    "merge_request_event",
+    "external_pull_request_event",
+    "parent_pipeline",
+    "ondemand_dast_scan",
+    "ondemand_dast_validation",
+    "security_orchestration_policy",
+    "container_registry_push",
+    "pipeline_execution_policy_schedule",
+)
+
+# What `git rev-parse --local-env-vars` lists, plus the namespace: set by hooks, IDEs or an outer
+# git, they would make git read another repository, index or configuration than project_dir's.
+_REDIRECTING_GIT_ENV = frozenset(
+    {
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        "GIT_CONFIG",
+        "GIT_CONFIG_PARAMETERS",
+        "GIT_CONFIG_COUNT",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_IMPLICIT_WORK_TREE",
+        "GIT_GRAFT_FILE",
+        "GIT_INDEX_FILE",
+        "GIT_NO_REPLACE_OBJECTS",
+        "GIT_REPLACE_REF_BASE",
+        "GIT_PREFIX",
+        "GIT_INTERNAL_SUPER_PREFIX",
+        "GIT_SHALLOW_FILE",
+        "GIT_COMMON_DIR",
+        "GIT_NAMESPACE",
+    }
+)
+_SIGNATURE_START = re.compile(rb"^-----BEGIN (?:PGP|SSH) SIGNATURE-----$", re.MULTILINE)
+_SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>.+)$")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MergeRequest:
+    """The merge request a `merge_request_event` pipeline pretends to run for."""
+
+    source_branch: str
+    target_branch: str
+    iid: int = 1
+    title: str = ""
+    description: str = ""
+    diff_base_sha: str = ZERO_SHA
+    source_protected: bool = False
+    target_protected: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PipelineContext:
+    """Everything about the pipeline being simulated that does not come from the YAML.
+
+    `sha` is HEAD: localci always tests the working tree, whatever ref it pretends to be.
+    `changes_base` is the commit `rules:changes` diffs against; None means "no push info", where
+    GitLab treats every `changes` clause as true. `before_sha` is that same base, or 40 zeros.
+    `is_git_repo` / `has_commits` are False for synthetic contexts; `require_git` turns that
+    into a clear error where a git fact is really needed.
+    """
+
+    project_dir: Path
+    config_file: str = ".gitlab-ci.yml"
+    ref: str = "main"
+    ref_is_tag: bool = False
+    sha: str = ZERO_SHA
+    before_sha: str = ZERO_SHA
+    commit_message: str = ""
+    commit_title: str = ""
+    commit_description: str = ""
+    commit_author: str = ""
+    commit_timestamp: str = "1970-01-01T00:00:00Z"
+    tag_message: str | None = None
+    source: str = "push"
+    default_branch: str = "main"
+    protected: bool = False
+    project_path: str = "local/project"
+    server_host: str = "localhost"
+    server_port: int = 443
+    server_protocol: str = "https"
+    user_name: str = "localci"
+    user_email: str = "localci@localhost"
+    merge_request: MergeRequest | None = None
+    changes_base: str | None = None
+    changes_base_label: str | None = None
+    remote: str = "origin"
+    is_git_repo: bool = False
+    has_commits: bool = False
+    detached: bool = False
+
+    @property
+    def short_sha(self) -> str:
+        return self.sha[:8]
+
+    @property
+    def commit_branch(self) -> str | None:
+        """`CI_COMMIT_BRANCH`: the ref, only in branch pipelines (not tags, not MRs)."""
+        if self.ref_is_tag or self.merge_request is not None:
+            return None
+        return self.ref
+
+    @property
+    def project_name(self) -> str:
+        return self.project_path.rpartition("/")[2]
+
+    @property
+    def project_namespace(self) -> str:
+        return self.project_path.rpartition("/")[0]
+
+    @property
+    def server_url(self) -> str:
+        port = self.server_port
+        default = _DEFAULT_PORTS.get(self.server_protocol)
+        suffix = "" if port == default else f":{port}"
+        return f"{self.server_protocol}://{self.server_host}{suffix}"
+
+    @property
+    def project_url(self) -> str:
+        return f"{self.server_url}/{self.project_path}"
+
+    def require_git(self, purpose: str, *, commits: bool = False) -> None:
+        """Raise GitError explaining that `purpose` needs a repository (with commits)."""
+        if not self.is_git_repo:
+            raise GitError(f"{purpose} needs a git repository, and {self.project_dir} is not one")
+        if commits and not self.has_commits:
+            raise GitError(f"{purpose} needs a commit, and the repository has none yet")
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    config_file: str
+    branch: str | None
+    tag: str | None
+    source: str
+    default_branch: str | None
+    mr_target: str | None
+    changes_since: str | None
+    protected_refs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Object:
+    sha: str
+    kind: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Commit:
+    author: str
+    timestamp: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Repo:
+    root: Path
+    config: Mapping[str, str]
+    refs: Mapping[str, str]
+    symrefs: Mapping[str, str]
+    head_branch: str | None
+    objects: Mapping[str, _Object | None]
+
+    @property
+    def head(self) -> _Object | None:
+        return self.objects.get("HEAD")
+
+    def upstream_remote(self, branch: str) -> str:
+        remote = self.config.get(f"branch.{branch}.remote", "")
+        return remote if remote and remote != "." else "origin"
+
+
+# --------------------------------------------------------------------------------- entry points
+
+
+def detect_context(
+    project_dir: Path,
+    *,
+    config_file: str = ".gitlab-ci.yml",
+    branch: str | None = None,
+    tag: str | None = None,
+    source: str = "push",
+    default_branch: str | None = None,
+    mr_target: str | None = None,
+    changes_since: str | None = None,
+    protected_refs: Sequence[str] = (),
+) -> PipelineContext:
+    """Read the git facts of `project_dir` and combine them with the simulation options.
+
+    The ref is `--tag`, else `--branch`, else the checked-out branch (for a detached HEAD: the
+    one local branch containing it). The changes base is `changes_since`; else, for a branch
+    push, `refs/remotes/<upstream remote or origin>/<ref>` if it exists (what `git push`
+    compares against); else None, as for a new branch. Tags, schedules, web, api and trigger
+    pipelines have no base. MR pipelines (`mr_target` defaults to the default branch) use the
+    merge-base with the target. Outside a git repository the context is synthetic.
+    """
+    request = _Request(
+        config_file=config_file,
+        branch=branch,
+        tag=tag,
+        source=source,
+        default_branch=default_branch,
+        mr_target=mr_target,
+        changes_since=changes_since,
+        protected_refs=tuple(protected_refs),
+    )
+    _check_request(request)
+    root = _existing_dir(project_dir)
+    is_repo, head_branch = _read_head(root)
+    config = _read_config(root)
+    if not is_repo:
+        return _synthetic_context(root, config, request)
+    refs, symrefs = _list_refs(root)
+    objects = _read_objects(root, _wanted_objects(request))
+    repo = _Repo(root, config, refs, symrefs, head_branch, objects)
+    return _repo_context(repo, request)
+
+
+def workspace_files(project_dir: Path) -> list[str]:
+    """Files a job sees and `rules:exists` checks, as sorted POSIX paths relative to project_dir.
+
+    Tracked files (with their uncommitted edits, minus the ones deleted in the working tree)
+    plus untracked files git does not ignore. Outside a git repository: every file below
+    project_dir except `.git/` and `.localci/`.
+    """
+    root = _existing_dir(project_dir)
+    proc = _run(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    if proc.returncode != 0:
+        if _not_a_repo(proc):
+            return _walk_files(root)
+        raise GitError(f"could not list the files of {root}: {_stderr(proc)}")
+    deleted = _git_paths(root, "ls-files", "-z", "--deleted")
+    return sorted(set(_split_paths(proc.stdout)) - set(deleted))
+
+
+def changed_paths(ctx: PipelineContext, compare_to: str | None = None) -> frozenset[str] | None:
+    """Paths `rules:changes` considers changed, or None for "no push info" (always true).
+
+    Changed = files that differ between the merge-base of the base commit and HEAD, and the
+    working tree (`git diff --merge-base BASE`, renames as delete + add), plus untracked files
+    git does not ignore. The base is `compare_to` (a ref or sha; `origin/<name>` is preferred
+    for branch names, like GitLab comparing with the server's branch), else `ctx.changes_base`.
+    Not cached: callers evaluating many rules should call it once per distinct `compare_to`.
+    """
+    if not ctx.is_git_repo or not ctx.has_commits:
+        return None
+    base = _resolve_compare_to(ctx, compare_to) if compare_to else ctx.changes_base
+    if base is None:
+        return None
+    proc = _run(
+        ctx.project_dir,
+        *("diff", "--name-only", "-z", "--no-renames", "--no-ext-diff", "--relative"),
+        *("--merge-base", base),
+    )
+    if proc.returncode != 0:
+        if "no merge base" in _stderr(proc):
+            return None  # unrelated histories: nothing meaningful to compare, like a new branch
+        raise GitError(f"could not compute changed files against {base[:12]}: {_stderr(proc)}")
+    untracked = _git_paths(ctx.project_dir, "ls-files", "-z", "--others", "--exclude-standard")
+    return frozenset(_split_paths(proc.stdout)) | frozenset(untracked)
+
+
+# ------------------------------------------------------------------------------ commit messages
+
+
+def commit_title(message: str) -> str:
+    """`CI_COMMIT_TITLE`: the full first line of the message (GitLab's `full_title`)."""
+    if not message.strip():
+        return "No commit message"
+    return message.split("\n", 1)[0]
+
+
+def commit_description(message: str) -> str:
+    """`CI_COMMIT_DESCRIPTION`: the message after the first line, chomped.
+
+    GitLab rule: when the first line is longer than 100 characters the description is
+    `"…" + message[80:]` instead (the title would be cut there in its UI).
+    """
+    title_end = message.find("\n")
+    if (title_end < 0 and len(message) > 100) or title_end > 100:
+        return "…" + message[80:]
+    if title_end < 0:
+        return ""
+    return _chomp(message[title_end + 1 :])
+
+
+def parse_remote_url(url: str) -> tuple[str, str, str, int] | None:
+    """`(host, project_path, protocol, web_port)` of a GitLab remote URL, or None for a local one.
+
+    Handles `git@host:group/sub/proj.git`, `ssh://git@host:22/group/proj.git` and http(s)
+    with or without `.git` and credentials. ssh remotes say nothing of the web server: https/443.
+    """
+    text = url.strip()
+    if "://" in text:
+        return _parse_url_form(text)
+    match = _SCP_LIKE.match(text)
+    if match is None:
+        return None
+    path = _clean_project_path(match["path"])
+    return (match["host"].lower(), path, "https", 443) if path else None
+
+
+# ------------------------------------------------------------------------------------ assembly
+
+
+def _check_request(request: _Request) -> None:
+    if request.branch is not None and request.tag is not None:
+        raise UsageError("--branch and --tag are mutually exclusive: a pipeline runs for one ref")
+    if request.source not in PIPELINE_SOURCES:
+        raise UsageError(
+            f"unknown pipeline source {request.source!r}; use one of: {', '.join(PIPELINE_SOURCES)}"
+        )
+    if request.source == MR_SOURCE and request.tag is not None:
+        raise UsageError("merge request pipelines run for a branch, not for a tag (--tag)")
+    for option, value in (
+        ("--branch", request.branch),
+        ("--tag", request.tag),
+        ("--default-branch", request.default_branch),
+        ("--mr-target", request.mr_target),
+        ("--changes-since", request.changes_since),
+    ):
+        if value is not None and (not value.strip() or "\n" in value or value.startswith("-")):
+            raise UsageError(f"{option} needs a ref name, got {value!r}")
+
+
+def _existing_dir(project_dir: Path) -> Path:
+    root = project_dir.resolve()
+    if not root.is_dir():
+        raise UsageError(f"project directory {project_dir} does not exist")
+    return root
+
+
+def _wanted_objects(request: _Request) -> list[str]:
+    names = ["HEAD"]
+    if request.tag is not None:
+        names.append(f"refs/tags/{request.tag}")
+    if request.changes_since is not None:
+        names.append(f"{request.changes_since}^{{commit}}")
+    return names
+
+
+def _repo_context(repo: _Repo, request: _Request) -> PipelineContext:
+    has_commits = repo.head is not None
+    ref = request.tag or request.branch or repo.head_branch or _branch_containing_head(repo.root)
+    default = _default_branch(request.default_branch, repo.refs, repo.symrefs, repo.config)
+    commit = _parse_commit(repo.head.body) if repo.head is not None else None
+    mr = _merge_request(repo, request, ref, default, commit)
+    base, label = _changes_base(repo, request, ref, mr)
+    host, path, protocol, port = _project_location(repo.config, repo.root)
+    name, email = _user(repo.config)
+    message = commit.message if commit else ""
+    return PipelineContext(
+        project_dir=repo.root,
+        config_file=request.config_file,
+        ref=ref,
+        ref_is_tag=request.tag is not None,
+        sha=repo.head.sha if repo.head is not None else ZERO_SHA,
+        before_sha=base or ZERO_SHA,
+        commit_message=message,
+        commit_title=commit_title(message) if commit else "",
+        commit_description=commit_description(message),
+        commit_author=commit.author if commit else f"{name} <{email}>",
+        commit_timestamp=commit.timestamp if commit else "1970-01-01T00:00:00Z",
+        tag_message=_tag_message(repo, request.tag),
+        source=request.source,
+        default_branch=default,
+        protected=_ref_protected(request, ref, default),
+        project_path=path,
+        server_host=host,
+        server_port=port,
+        server_protocol=protocol,
+        user_name=name,
+        user_email=email,
+        merge_request=mr,
+        changes_base=base,
+        changes_base_label=label,
+        remote=repo.upstream_remote(ref),
+        is_git_repo=True,
+        has_commits=has_commits,
+        detached=repo.head_branch is None,
+    )
+
+
+def _synthetic_context(root: Path, config: Mapping[str, str], request: _Request) -> PipelineContext:
+    default = _default_branch(request.default_branch, {}, {}, config)
+    ref = request.tag or request.branch or default
+    host, path, protocol, port = _project_location({}, root)
+    name, email = _user(config)
+    mr = None
+    if request.source == MR_SOURCE:
+        target = request.mr_target or default
+        mr = MergeRequest(
+            source_branch=ref,
+            target_branch=target,
+            source_protected=_is_protected(ref, False, default, request.protected_refs),
+            target_protected=_is_protected(target, False, default, request.protected_refs),
+        )
+    return PipelineContext(
+        project_dir=root,
+        config_file=request.config_file,
+        ref=ref,
+        ref_is_tag=request.tag is not None,
+        commit_author=f"{name} <{email}>",
+        source=request.source,
+        default_branch=default,
+        protected=_ref_protected(request, ref, default),
+        project_path=path,
+        server_host=host,
+        server_port=port,
+        server_protocol=protocol,
+        user_name=name,
+        user_email=email,
+        merge_request=mr,
+    )
+
+
+def _merge_request(
+    repo: _Repo, request: _Request, ref: str, default: str, commit: _Commit | None
+) -> MergeRequest | None:
+    if request.source != MR_SOURCE:
+        return None
+    target = request.mr_target or default
+    message = commit.message if commit else ""
+    return MergeRequest(
+        source_branch=ref,
+        target_branch=target,
+        title=commit_title(message),
+        description=commit_description(message),
+        diff_base_sha=_merge_base(repo, ref, target) if repo.head is not None else ZERO_SHA,
+        source_protected=_is_protected(ref, False, default, request.protected_refs),
+        target_protected=_is_protected(target, False, default, request.protected_refs),
+    )
+
+
+def _merge_base(repo: _Repo, source: str, target: str) -> str:
+    remote = repo.upstream_remote(source)
+    candidates = (f"refs/remotes/{remote}/{target}", f"refs/heads/{target}")
+    target_sha = next((repo.refs[c] for c in candidates if c in repo.refs), None)
+    if target_sha is None:
+        raise GitError(
+            f"merge request target branch {target!r} not found"
+            f" (looked for {' and '.join(candidates)});"
+            " fetch it, or pass --mr-target with a branch that exists locally"
+        )
+    proc = _run(repo.root, "merge-base", "HEAD", target_sha)
+    if proc.returncode == 1:
+        raise GitError(f"HEAD and the merge request target {target!r} have no common history")
+    if proc.returncode != 0:
+        raise GitError(f"could not find the merge-base with {target!r}: {_stderr(proc)}")
+    return proc.stdout.decode().strip()
+
+
+def _changes_base(
+    repo: _Repo, request: _Request, ref: str, mr: MergeRequest | None
+) -> tuple[str | None, str | None]:
+    if request.changes_since is not None:
+        found = repo.objects.get(f"{request.changes_since}^{{commit}}")
+        if found is None:
+            raise GitError(
+                f"--changes-since {request.changes_since!r} is not a commit, branch or tag here"
+            )
+        return found.sha, request.changes_since
+    if repo.head is None:
+        return None, None
+    if mr is not None:
+        return mr.diff_base_sha, f"merge-base with {mr.target_branch}"
+    if request.source != "push" or request.tag is not None:
+        return None, None
+    remote = repo.upstream_remote(ref)
+    tracking = f"refs/remotes/{remote}/{ref}"
+    if tracking in repo.refs:
+        return repo.refs[tracking], f"{remote}/{ref}"
+    return None, None
+
+
+def _resolve_compare_to(ctx: PipelineContext, compare_to: str) -> str:
+    if "\n" in compare_to:
+        raise GitError(f"rules:changes:compare_to {compare_to!r} is not a ref name")
+    short = compare_to.removeprefix("refs/heads/")
+    names = [f"refs/remotes/{ctx.remote}/{short}^{{commit}}", f"{compare_to}^{{commit}}"]
+    found = _read_objects(ctx.project_dir, names)
+    for name in names:
+        obj = found.get(name)
+        if obj is not None:
+            return obj.sha
+    raise GitError(f"rules:changes:compare_to {compare_to!r} is not a branch, tag or commit here")
+
+
+def _tag_message(repo: _Repo, tag: str | None) -> str | None:
+    if tag is None:
+        return None
+    obj = repo.objects.get(f"refs/tags/{tag}")
+    if obj is None or obj.kind != "tag":
+        return None
+    body = obj.body.partition(b"\n\n")[2]
+    signature = _SIGNATURE_START.search(body)
+    if signature is not None:
+        body = body[: signature.start()]
+    # Chomped: GitLab's API and variables show tag messages without git's trailing newline.
+    return _chomp(_decode(body, _headers(obj.body).get("encoding", "utf-8")))
+
+
+def _default_branch(
+    explicit: str | None,
+    refs: Mapping[str, str],
+    symrefs: Mapping[str, str],
+    config: Mapping[str, str],
+) -> str:
+    if explicit:
+        return explicit
+    target = symrefs.get("refs/remotes/origin/HEAD", "")
+    if target.startswith("refs/remotes/origin/"):
+        return target.removeprefix("refs/remotes/origin/")
+    for name in ("main", "master"):
+        if f"refs/heads/{name}" in refs:
+            return name
+    return config.get("init.defaultbranch") or "main"
+
+
+def _ref_protected(request: _Request, ref: str, default: str) -> bool:
+    # An MR pipeline runs on refs/merge-requests/<iid>/head, which is never protected.
+    if request.source == MR_SOURCE:
+        return False
+    return _is_protected(ref, request.tag is not None, default, request.protected_refs)
+
+
+def _is_protected(ref: str, is_tag: bool, default: str, patterns: Sequence[str]) -> bool:
+    if not is_tag and ref == default:
+        return True
+    # GitLab's protected-ref wildcard: `*` matches anything, including `/`.
+    return any(
+        re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), ref)
+        for pattern in patterns
+    )
+
+
+def _project_location(config: Mapping[str, str], root: Path) -> tuple[str, str, str, int]:
+    url = config.get("remote.origin.url")
+    parsed = parse_remote_url(url) if url else None
+    if parsed is not None:
+        return parsed
+    return "localhost", f"local/{root.name or 'project'}", "https", 443
+
+
+def _parse_url_form(text: str) -> tuple[str, str, str, int] | None:
+    parts = urlsplit(text)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme == "file" or not parts.hostname:
+        return None
+    path = _clean_project_path(parts.path)
+    if not path:
+        return None
+    if parts.scheme in _DEFAULT_PORTS:
+        return parts.hostname, path, parts.scheme, port or _DEFAULT_PORTS[parts.scheme]
+    return parts.hostname, path, "https", 443
+
+
+def _clean_project_path(path: str) -> str:
+    cleaned = path.strip().strip("/").removesuffix(".git").strip("/")
+    return cleaned.lstrip("~")
+
+
+def _user(config: Mapping[str, str]) -> tuple[str, str]:
+    try:
+        login = getpass.getuser()
+    except (OSError, KeyError):
+        login = "localci"
+    return config.get("user.name") or login, config.get("user.email") or f"{login}@localhost"
+
+
+# ------------------------------------------------------------------------------- git plumbing
+
+
+def _run(cwd: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in _REDIRECTING_GIT_ENV}
+    # C locale: stable error texts; no optional locks: never contend with the user's own git.
+    env.update(LC_ALL="C", LANGUAGE="C", GIT_OPTIONAL_LOCKS="0", GIT_TERMINAL_PROMPT="0")
+    try:
+        return subprocess.run(
+            ["git", "-c", "core.quotepath=off", *args],
+            cwd=cwd,
+            env=env,
+            input=stdin,
+            capture_output=True,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise GitError("git is not installed (or not on PATH); localci needs it") from exc
+
+
+def _stderr(proc: subprocess.CompletedProcess[bytes]) -> str:
+    return proc.stderr.decode("utf-8", "replace").strip() or f"exit status {proc.returncode}"
+
+
+def _not_a_repo(proc: subprocess.CompletedProcess[bytes]) -> bool:
+    return proc.returncode == 128 and b"not a git repository" in proc.stderr
+
+
+def _git_paths(root: Path, *args: str) -> list[str]:
+    proc = _run(root, *args)
+    if proc.returncode != 0:
+        raise GitError(f"git {' '.join(args[:2])} failed in {root}: {_stderr(proc)}")
+    return _split_paths(proc.stdout)
+
+
+def _split_paths(output: bytes) -> list[str]:
+    return [os.fsdecode(item) for item in output.split(b"\0") if item]
+
+
+def _read_head(root: Path) -> tuple[bool, str | None]:
+    """(is a repository, checked-out branch or None when detached). Works on unborn branches."""
+    proc = _run(root, "symbolic-ref", "-q", "HEAD")
+    if proc.returncode == 0:
+        return True, proc.stdout.decode("utf-8", "replace").strip().removeprefix("refs/heads/")
+    if proc.returncode == 1:
+        return True, None
+    if _not_a_repo(proc):
+        return False, None
+    raise GitError(f"cannot read the git repository at {root}: {_stderr(proc)}")
+
+
+def _read_config(root: Path) -> dict[str, str]:
+    proc = _run(root, "config", "-z", "--list")
+    if proc.returncode != 0:
+        return {}
+    entries: dict[str, str] = {}
+    for item in proc.stdout.decode("utf-8", "replace").split("\0"):
+        key, _, value = item.partition("\n")
+        if key:
+            entries[key] = value
+    return entries
+
+
+def _list_refs(root: Path) -> tuple[dict[str, str], dict[str, str]]:
+    proc = _run(
+        root,
+        "for-each-ref",
+        "--format=%(refname)%00%(objectname)%00%(symref)",
+        "refs/heads",
+        "refs/remotes",
+    )
+    if proc.returncode != 0:
+        raise GitError(f"could not list the branches of {root}: {_stderr(proc)}")
+    refs: dict[str, str] = {}
+    symrefs: dict[str, str] = {}
+    for line in proc.stdout.decode("utf-8", "replace").split("\n"):
+        if line:
+            name, sha, target = line.split("\0")
+            refs[name] = sha
+            if target:
+                symrefs[name] = target
+    return refs, symrefs
+
+
+def _read_objects(root: Path, names: Sequence[str]) -> dict[str, _Object | None]:
+    """Resolve and read several objects in one `git cat-file --batch` process."""
+    stdin = "".join(f"{name}\n" for name in names).encode()
+    proc = _run(root, "cat-file", "--batch", stdin=stdin)
+    if proc.returncode != 0:
+        raise GitError(f"could not read objects of {root}: {_stderr(proc)}")
+    data, pos = proc.stdout, 0
+    found: dict[str, _Object | None] = {}
+    for name in names:
+        end = data.index(b"\n", pos)
+        header = data[pos:end].decode("utf-8", "replace")
+        pos = end + 1
+        parts = header.split(" ")
+        if len(parts) != 3 or not parts[2].isdigit():
+            found[name] = None  # "<name> missing" or "<name> ambiguous"
+            continue
+        size = int(parts[2])
+        found[name] = _Object(parts[0], parts[1], data[pos : pos + size])
+        pos += size + 1
+    return found
+
+
+def _branch_containing_head(root: Path) -> str:
+    proc = _run(root, "for-each-ref", "--contains", "HEAD", "--format=%(refname)", "refs/heads")
+    if proc.returncode != 0:
+        raise GitError(f"could not find the branch of the detached HEAD: {_stderr(proc)}")
+    names = [
+        line.removeprefix("refs/heads/")
+        for line in proc.stdout.decode("utf-8", "replace").split("\n")
+        if line
+    ]
+    if len(names) == 1:
+        return names[0]
+    found = (
+        f"{len(names)} local branches contain it ({', '.join(names[:5])})"
+        if names
+        else "no local branch contains it"
+    )
+    raise GitError(
+        f"HEAD is detached and {found}; pass --branch NAME or --tag NAME to choose the ref"
+    )
+
+
+def _headers(raw: bytes) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in raw.partition(b"\n\n")[0].split(b"\n"):
+        if line and not line.startswith(b" "):
+            key, _, value = line.decode("utf-8", "replace").partition(" ")
+            headers.setdefault(key, value)
+    return headers
+
+
+def _parse_commit(raw: bytes) -> _Commit:
+    headers = _headers(raw)
+    author = headers.get("author", "").rsplit(" ", 2)[0]
+    try:
+        epoch = int(headers.get("committer", "").rsplit(" ", 2)[1])
+    except (IndexError, ValueError):
+        epoch = 0
+    stamp = datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    message = _decode(raw.partition(b"\n\n")[2], headers.get("encoding", "utf-8"))
+    return _Commit(author=author, timestamp=stamp, message=message)
+
+
+def _decode(data: bytes, encoding: str) -> str:
+    try:
+        return data.decode(encoding)
+    except (LookupError, UnicodeDecodeError):
+        return data.decode("utf-8", "replace")
+
+
+def _chomp(text: str) -> str:
+    for ending in ("\r\n", "\n", "\r"):
+        if text.endswith(ending):
+            return text[: -len(ending)]
+    return text
+
+
+def _walk_files(root: Path) -> list[str]:
+    files: list[str] = []
+    for current, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in (".git", ".localci")]
+        base = Path(current).relative_to(root)
+        files.extend((base / name).as_posix() for name in names)
+    return sorted(files)

@@ -1,0 +1,43 @@
+"""Reading the records of past runs under .localci/pipelines (for `logs`, `artifacts`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from localci.errors import UsageError
+from localci.execute.store import Store
+
+
+def read_pipeline(project_dir: Path, pipeline_id: int | None) -> dict[str, Any]:
+    """The record of pipeline `pipeline_id` (default: the latest run)."""
+    store = Store(project_dir)
+    if pipeline_id is None:
+        pipeline_id = store.latest_pipeline_id()
+        if pipeline_id is None:
+            raise UsageError("no run recorded yet in this project; run `localci run` first")
+    path = store.pipeline_dir(pipeline_id) / "pipeline.json"
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"no pipeline #{pipeline_id} recorded in this project") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"the record of pipeline #{pipeline_id} cannot be read: {exc}") from None
+    return data
+
+
+def job_log(record: dict[str, Any], job: str) -> str:
+    """The log text of `job` in a pipeline record."""
+    names = [entry["name"] for entry in record.get("jobs", [])]
+    entry = next((e for e in record.get("jobs", []) if e["name"] == job), None)
+    if entry is None:
+        listed = ", ".join(names) or "none"
+        raise UsageError(f"pipeline #{record.get('id')} has no job {job!r} (jobs: {listed})")
+    if not entry.get("log"):
+        raise UsageError(f"job {job!r} did not run in pipeline #{record.get('id')} "
+                         f"({entry.get('status')})")
+    try:
+        return Path(entry["log"]).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise UsageError(f"the log of {job!r} cannot be read: {exc}") from None
