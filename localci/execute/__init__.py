@@ -1,0 +1,1 @@
+"""Executes a plan: workspaces, venvs, job processes, caches and artifacts."""

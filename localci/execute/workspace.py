@@ -1,0 +1,890 @@
+"""Job workspaces: a per-pipeline snapshot of the working tree and reusable slots restored from it.
+
+A snapshot is a manifest plus content-addressed blobs in .localci/objects; a workspace is a
+plain copy of it with its own .git that borrows the user's objects through `alternates`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from localci.errors import GitError, StateError
+from localci.execute.store import (
+    TMP_SUFFIX,
+    LockBusy,
+    Store,
+    atomic_write_json,
+    state_error,
+    temp_path_for,
+)
+
+FILE, LINK, DIR = "f", "l", "d"
+_FORMAT = 1
+# A cached digest is trusted only for files whose ctime is this much older than the snapshot
+# that recorded it: coarse filesystem clocks could otherwise hide a same-size rewrite.
+_RACY_NS = 2_000_000_000
+_CHUNK = 1 << 20
+# Git refuses an invalid gitfile instead of searching further up, so a job that deleted its
+# workspace's .git can never reach the user's repository above .localci/.
+_FENCE = "localci: not a repository (a job's .git was removed; localci restores it)\n"
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+_KEEP_GIT_ENV = frozenset({"GIT_EXEC_PATH", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_CONFIG_NOSYSTEM"})
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One path of a snapshot: a regular file (blob digest), a symlink (target) or a directory."""
+
+    path: str
+    kind: str
+    mode: int
+    size: int = 0
+    mtime_ns: int = 0
+    data: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GitRef:
+    """A ref of the user's repository; `peeled` is the commit an annotated tag points to."""
+
+    name: str
+    sha: str
+    peeled: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The working tree of `root` at pipeline start; jobs of that pipeline see only this."""
+
+    root: Path
+    files: tuple[str, ...]
+    sha: str
+    pipeline_id: int
+    entries: tuple[Entry, ...]
+    objects_dir: Path
+    refs: tuple[GitRef, ...] = ()
+    by_path: Mapping[str, Entry] = field(default_factory=dict, repr=False, compare=False)
+
+    def blob_path(self, path: str) -> Path | None:
+        """Where the snapshot content of regular file `path` is stored (None if not a file)."""
+        entry = self.by_path.get(path)
+        if entry is None or entry.kind != FILE:
+            return None
+        return _blob_path(self.objects_dir, entry.data)
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """A slot's build directory; `project_dir` is the job's CI_PROJECT_DIR."""
+
+    slot: int
+    builds_dir: Path
+    project_dir: Path
+    state_dir: Path
+
+
+# --------------------------------------------------------------------------- git plumbing
+
+
+def _git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    # Inherited GIT_DIR / GIT_INDEX_FILE (e.g. from a hook) would redirect every command.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in _KEEP_GIT_ENV}
+    env["GIT_OPTIONAL_LOCKS"] = "0"
+    env.update(extra or {})
+    return env
+
+
+def _git(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> bytes:
+    cmd = ["git", "-c", "core.fsmonitor=false", *args]
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, env=_git_env(env), capture_output=True, check=False)
+    except FileNotFoundError as exc:
+        raise GitError("git is not installed (not found on PATH)") from exc
+    if proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip()
+        raise GitError(f"`git {' '.join(args)}` failed in {cwd}: {detail}")
+    return proc.stdout
+
+
+def _list_paths(project_dir: Path) -> list[str]:
+    out = _git(project_dir, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    # Unmerged paths appear once per stage; nested repositories appear as "dir/".
+    paths = dict.fromkeys(os.fsdecode(raw).rstrip("/") for raw in out.split(b"\0") if raw)
+    return sorted(p for p in paths if p != ".localci" and not p.startswith(".localci/"))
+
+
+def _list_refs(project_dir: Path) -> tuple[GitRef, ...]:
+    fmt = "--format=%(objectname)%00%(*objectname)%00%(refname)"
+    out = _git(project_dir, "for-each-ref", fmt, "refs/heads", "refs/tags")
+    refs = []
+    for line in out.decode(errors="surrogateescape").splitlines():
+        sha, peeled, name = line.split("\0")
+        refs.append(GitRef(name, sha, peeled))
+    return tuple(refs)
+
+
+# --------------------------------------------------------------------------- blob store
+
+
+def _blob_path(objects_dir: Path, digest: str) -> Path:
+    return objects_dir / digest[:2] / digest[2:]
+
+
+class _Blobs:
+    """Writes file contents into the content-addressed store (no fsync: see has())."""
+
+    def __init__(self, objects_dir: Path) -> None:
+        self.dir = objects_dir
+        self.tmp_dir = objects_dir / "tmp"
+        self._fans: set[str] = set()
+
+    def has(self, digest: str, size: int) -> bool:
+        # A crash can leave a renamed-but-unflushed blob empty; its size gives it away.
+        try:
+            return os.lstat(f"{self.dir}/{digest[:2]}/{digest[2:]}").st_size == size
+        except OSError:
+            return False
+
+    def add_file(self, fd: int, size_hint: int) -> tuple[str, int]:
+        if size_hint <= _CHUNK:
+            data = _read_all(fd)
+            digest = hashlib.sha256(data).hexdigest()
+            if not self.has(digest, len(data)):
+                self._publish(digest, self._write_temp([data]))
+            return digest, len(data)
+        return self._add_stream(fd)
+
+    def _add_stream(self, fd: int) -> tuple[str, int]:
+        hasher = hashlib.sha256()
+        size = 0
+
+        def chunks() -> Iterator[bytes]:
+            nonlocal size
+            while chunk := os.read(fd, _CHUNK):
+                hasher.update(chunk)
+                size += len(chunk)
+                yield chunk
+
+        tmp = self._write_temp(chunks())
+        digest = hasher.hexdigest()
+        if self.has(digest, size):
+            tmp.unlink()
+        else:
+            self._publish(digest, tmp)
+        return digest, size
+
+    def _write_temp(self, chunks: Iterable[bytes]) -> Path:
+        tmp = temp_path_for(self.tmp_dir / "blob")
+        try:
+            # Created read-only: blobs are never modified in place, only replaced.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+            try:
+                for chunk in chunks:
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise state_error(tmp, exc) from exc
+        return tmp
+
+    def _publish(self, digest: str, tmp: Path) -> None:
+        final = _blob_path(self.dir, digest)
+        try:
+            if digest[:2] not in self._fans:
+                final.parent.mkdir(exist_ok=True)
+                self._fans.add(digest[:2])
+            tmp.replace(final)
+        except OSError as exc:
+            raise state_error(final, exc) from exc
+
+
+def _read_all(fd: int) -> bytes:
+    parts = []
+    while chunk := os.read(fd, _CHUNK):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+# --------------------------------------------------------------------------- snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """Stat of a user file when its digest was computed (the snapshot's stat cache)."""
+
+    size: int
+    mtime_ns: int
+    ino: int
+    ctime_ns: int
+    digest: str
+
+
+def _stat_cache_path(store: Store) -> Path:
+    return store.path("snapshots", "statcache.json")
+
+
+def _load_stat_cache(store: Store) -> dict[str, _Seen]:
+    try:
+        raw = json.loads(_stat_cache_path(store).read_text())
+        if raw.get("version") != _FORMAT:
+            return {}
+        horizon = int(raw["taken_ns"]) - _RACY_NS
+        return {
+            path: _Seen(*values)
+            for path, values in raw["files"].items()
+            if values[3] < horizon  # ctime_ns: see _RACY_NS
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # the cache only saves time; a damaged one is ignored
+
+
+_Scanned = tuple[Entry, "_Seen | None"]
+
+
+def _scan(
+    project_dir: Path, paths: list[str], cache: Mapping[str, _Seen], blobs: _Blobs
+) -> list[_Scanned]:
+    """Stat every path; read (and store) only files the stat cache cannot vouch for."""
+    found: dict[str, _Scanned] = {}
+    to_hash: list[str] = []
+    for rel in paths:
+        # Plain strings, not Path objects: this loop runs once per file of the project.
+        full = f"{project_dir}/{rel}"
+        try:
+            st = os.lstat(full)
+            if stat.S_ISLNK(st.st_mode):
+                found[rel] = Entry(rel, LINK, 0o777, data=_link_target(full)), None
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # deleted in the working tree but still in the index
+        if stat.S_ISDIR(st.st_mode):
+            found[rel] = Entry(rel, DIR, 0o755), None
+        elif stat.S_ISREG(st.st_mode):  # sockets and fifos are skipped, as git does
+            seen = cache.get(rel)
+            if seen is not None and _same_stat(seen, st) and blobs.has(seen.digest, st.st_size):
+                found[rel] = _file_entry(rel, st.st_mode, seen), seen
+            else:
+                to_hash.append(rel)
+    hashed = _parallel(lambda rel: _hash_file(f"{project_dir}/{rel}", blobs), to_hash)
+    for rel, (mode, seen) in zip(to_hash, hashed, strict=True):
+        if seen is not None:
+            found[rel] = _file_entry(rel, mode, seen), seen
+    return [found[rel] for rel in paths if rel in found]
+
+
+def _parallel(fn: Callable[[_T], _R], items: list[_T]) -> list[_R]:
+    # File creation dominates (~150 us each on a VM's ext4); the syscalls overlap in threads.
+    if len(items) < 64:
+        return [fn(item) for item in items]
+    batches = [items[i : i + 64] for i in range(0, len(items), 64)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        done = pool.map(lambda batch: [fn(item) for item in batch], batches)
+        return [result for batch in done for result in batch]
+
+
+def _file_entry(rel: str, mode: int, seen: _Seen) -> Entry:
+    return Entry(rel, FILE, stat.S_IMODE(mode), seen.size, seen.mtime_ns, seen.digest)
+
+
+def _same_stat(seen: _Seen, st: os.stat_result) -> bool:
+    return (seen.size, seen.mtime_ns, seen.ino, seen.ctime_ns) == (
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ino,
+        st.st_ctime_ns,
+    )
+
+
+def _link_target(path: str) -> str:
+    # Path.readlink() normalises ("dir/" -> "dir", "a//b" -> "a/b"); the link must stay exact.
+    return os.readlink(path)  # noqa: PTH115
+
+
+def _hash_file(full: str, blobs: _Blobs) -> tuple[int, _Seen | None]:
+    try:
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0, None
+    except OSError as exc:
+        raise StateError(f"cannot read {full} for the job workspace snapshot: {exc}") from exc
+    try:
+        # The stat taken before reading keys the cache: a later edit changes it.
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return 0, None
+        digest, size = blobs.add_file(fd, st.st_size)
+    finally:
+        os.close(fd)
+    return st.st_mode, _Seen(size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, digest)
+
+
+def _manifest_path(store: Store, pipeline_id: int) -> Path:
+    return store.path("snapshots", f"{pipeline_id}.json")
+
+
+def take_snapshot(project_dir: Path, store: Store, *, pipeline_id: int, sha: str) -> Snapshot:
+    """Record the working tree (tracked + untracked-not-ignored files) for pipeline `pipeline_id`.
+
+    The caller holds `store.lock(f"pipeline-{pipeline_id}")` while the pipeline runs, so that
+    remove_stale() in another process keeps this snapshot's blobs.
+    """
+    store.ensure()
+    project_dir = project_dir.resolve()
+    started_ns = time.time_ns()
+    paths = _list_paths(project_dir)
+    refs = _list_refs(project_dir)
+    cache = _load_stat_cache(store)
+    blobs = _Blobs(store.path("objects"))
+    with store.lock("objects", shared=True):
+        blobs.tmp_dir.mkdir(exist_ok=True)
+        scanned = _scan(project_dir, paths, cache, blobs)
+        entries = tuple(entry for entry, _ in scanned)
+        snapshot = _make_snapshot(
+            project_dir, blobs.dir, sha=sha, pipeline_id=pipeline_id, entries=entries, refs=refs
+        )
+        atomic_write_json(_manifest_path(store, pipeline_id), _manifest_json(snapshot))
+        files = {e.path: _seen_json(s) for e, s in scanned if s is not None}
+        doc = {"version": _FORMAT, "taken_ns": started_ns, "files": files}
+        atomic_write_json(_stat_cache_path(store), doc)
+    return snapshot
+
+
+def _seen_json(seen: _Seen) -> list[object]:
+    return [seen.size, seen.mtime_ns, seen.ino, seen.ctime_ns, seen.digest]
+
+
+def _make_snapshot(
+    root: Path,
+    objects_dir: Path,
+    *,
+    sha: str,
+    pipeline_id: int,
+    entries: tuple[Entry, ...],
+    refs: tuple[GitRef, ...],
+) -> Snapshot:
+    return Snapshot(
+        root=root,
+        files=tuple(e.path for e in entries if e.kind != DIR),
+        sha=sha,
+        pipeline_id=pipeline_id,
+        entries=entries,
+        objects_dir=objects_dir,
+        refs=refs,
+        by_path={e.path: e for e in entries},
+    )
+
+
+def _manifest_json(snapshot: Snapshot) -> dict[str, object]:
+    return {
+        "version": _FORMAT,
+        "root": str(snapshot.root),
+        "sha": snapshot.sha,
+        "refs": [[r.name, r.sha, r.peeled] for r in snapshot.refs],
+        "entries": [[e.path, e.kind, e.mode, e.size, e.mtime_ns, e.data] for e in snapshot.entries],
+    }
+
+
+def load_snapshot(store: Store, pipeline_id: int) -> Snapshot:
+    """Read back the snapshot taken for `pipeline_id` (StateError if missing or damaged)."""
+    path = _manifest_path(store, pipeline_id)
+    try:
+        raw = json.loads(path.read_text())
+        if raw["version"] != _FORMAT:
+            raise ValueError(f"unknown snapshot format {raw['version']!r}")
+        entries = tuple(Entry(*values) for values in raw["entries"])
+        refs = tuple(GitRef(*values) for values in raw["refs"])
+        root, sha = Path(raw["root"]), raw["sha"]
+    except OSError as exc:
+        raise state_error(path, exc, "read") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StateError(f"damaged snapshot {path}: {exc}; run the pipeline again") from exc
+    objects = store.path("objects")
+    return _make_snapshot(
+        root, objects, sha=sha, pipeline_id=pipeline_id, entries=entries, refs=refs
+    )
+
+
+# --------------------------------------------------------------------------- pool
+
+
+class WorkspacePool:
+    """Slots .localci/builds/<n>/<project>; each is flock-ed while a job uses it."""
+
+    def __init__(self, store: Store, project_name: str) -> None:
+        if project_name in ("", ".", "..", ".git") or "/" in project_name:
+            raise ValueError(f"invalid project name {project_name!r}")
+        self._store = store
+        self._name = project_name
+
+    def workspace(self, slot: int) -> Workspace:
+        """The (stable) paths of slot `slot`."""
+        builds = self._store.path("builds", str(slot))
+        state = self._store.path("slots", str(slot))
+        return Workspace(slot, builds, builds / self._name, state)
+
+    @contextmanager
+    def acquire(self) -> Iterator[Workspace]:
+        """Lock the lowest free slot (across threads and processes) until the block exits."""
+        self._store.ensure()
+        with ExitStack() as stack:
+            for slot in itertools.count():
+                try:
+                    stack.enter_context(self._store.lock(f"slot-{slot}", blocking=False))
+                except LockBusy:
+                    continue
+                break
+            yield self.workspace(slot)
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+@dataclass(frozen=True, slots=True)
+class _Placed:
+    """Stat of a workspace file right after localci wrote or verified it."""
+
+    ino: int
+    ctime_ns: int
+    size: int
+    mtime_ns: int
+    mode: int
+    data: str
+
+    @classmethod
+    def of(cls, st: os.stat_result, data: str) -> _Placed:
+        return cls(st.st_ino, st.st_ctime_ns, st.st_size, st.st_mtime_ns, st.st_mode, data)
+
+
+def prepare_workspace(
+    ws: Workspace,
+    snapshot: Snapshot,
+    *,
+    ref: str,
+    ref_is_tag: bool,
+    user_git_dir: Path | None,
+) -> None:
+    """Bring `ws` back to `snapshot` (checkout + `git clean -ffdx`), rewriting only what differs.
+
+    `user_git_dir` is the user's `git rev-parse --git-dir` (None when the project has no
+    repository); its objects are borrowed read-only, nothing is ever written there.
+    """
+    try:
+        _ensure_real_dirs(ws)
+        placed = _load_placed(ws.state_dir)
+        dirs = _needed_dirs(snapshot.entries)
+        kept = _clean_tree(ws.project_dir, snapshot.by_path, dirs)
+        placed = _restore_entries(ws.project_dir, snapshot, dirs, kept, placed)
+        _build_git_dir(ws, snapshot, ref=ref, ref_is_tag=ref_is_tag, user_git_dir=user_git_dir)
+        index_sha = _prepare_index(ws, snapshot.sha)
+    except OSError as exc:
+        raise state_error(Path(exc.filename or ws.project_dir), exc, "prepare workspace") from exc
+    _save_placed(ws.state_dir, placed, index_sha)
+
+
+def _ensure_real_dirs(ws: Workspace) -> None:
+    # A job may have replaced any of these by a symlink; writing through it would escape.
+    for path in (ws.builds_dir.parent, ws.builds_dir, ws.project_dir, ws.state_dir):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            path.mkdir(parents=True)
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            path.unlink()
+            path.mkdir()
+        else:
+            _ensure_owner_rwx(path, st)
+    fence = ws.builds_dir.parent / ".git"
+    if fence.is_symlink() or not fence.is_file() or fence.read_text() != _FENCE:
+        _remove(fence)
+        fence.write_text(_FENCE)
+
+
+def _needed_dirs(entries: Iterable[Entry]) -> set[str]:
+    dirs = set()
+    for entry in entries:
+        if entry.kind == DIR:
+            dirs.add(entry.path)
+        parent = entry.path.rpartition("/")[0]
+        while parent and parent not in dirs:
+            dirs.add(parent)
+            parent = parent.rpartition("/")[0]
+    return dirs
+
+
+def _clean_tree(
+    root: Path, wanted: Mapping[str, Entry], dirs: set[str]
+) -> dict[str, os.stat_result]:
+    """Delete everything that is not in the snapshot; return the stat of what may be kept."""
+    kept: dict[str, os.stat_result] = {}
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        with os.scandir(root / rel_dir) as scan:
+            items = list(scan)
+        for item in items:
+            rel = f"{rel_dir}/{item.name}" if rel_dir else item.name
+            if rel == ".git":
+                continue
+            st = item.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode) and rel in dirs:
+                _ensure_owner_rwx(Path(item.path), st)
+                pending.append(rel)
+            elif rel in wanted and _same_kind(wanted[rel].kind, st.st_mode):
+                kept[rel] = st
+            else:
+                _remove(Path(item.path))
+    return kept
+
+
+def _ensure_owner_rwx(path: Path, st: os.stat_result) -> None:
+    if stat.S_IMODE(st.st_mode) & 0o700 != 0o700:
+        path.chmod(stat.S_IMODE(st.st_mode) | 0o700)
+
+
+def _same_kind(kind: str, mode: int) -> bool:
+    return (kind == FILE and stat.S_ISREG(mode)) or (kind == LINK and stat.S_ISLNK(mode))
+
+
+def _remove(path: Path) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        path.unlink()
+        return
+    try:
+        shutil.rmtree(path)
+    except PermissionError:
+        # Jobs create read-only directories (chmod -w, some package caches); unlock and retry.
+        for dirpath, dirnames, _ in os.walk(path):
+            for name in (".", *dirnames):
+                with contextlib.suppress(OSError):
+                    (Path(dirpath) / name).chmod(0o700)
+        shutil.rmtree(path)
+
+
+def _restore_entries(
+    root: Path,
+    snapshot: Snapshot,
+    dirs: set[str],
+    kept: Mapping[str, os.stat_result],
+    placed: Mapping[str, _Placed],
+) -> dict[str, _Placed]:
+    for rel in sorted(dirs):
+        (root / rel).mkdir(exist_ok=True)
+    result: dict[str, _Placed] = {}
+    to_write: list[Entry] = []
+    for entry in snapshot.entries:
+        if entry.kind == DIR:
+            continue
+        # Plain strings, not Path objects: this loop runs once per file of the project.
+        full = f"{root}/{entry.path}"
+        st = kept.get(entry.path)
+        if st is not None and _unchanged(entry, st, placed.get(entry.path), full):
+            result[entry.path] = _Placed.of(st, entry.data)
+            continue
+        if st is not None:
+            Path(full).unlink()
+        to_write.append(entry)
+    written = _parallel(
+        lambda e: _write_entry(e, f"{root}/{e.path}", snapshot.objects_dir), to_write
+    )
+    for entry, st in zip(to_write, written, strict=True):
+        result[entry.path] = _Placed.of(st, entry.data)
+    return result
+
+
+def _unchanged(entry: Entry, st: os.stat_result, placed: _Placed | None, full: str) -> bool:
+    if entry.kind == LINK:
+        return _link_target(full) == entry.data
+    # ino + ctime cannot be reset by a job, so a match means localci's own copy is untouched.
+    return (
+        placed is not None
+        and placed == _Placed.of(st, entry.data)
+        and (st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+        == (entry.size, entry.mtime_ns, entry.mode)
+    )
+
+
+def _write_entry(entry: Entry, full: str, objects_dir: Path) -> os.stat_result:
+    if entry.kind == LINK:
+        Path(full).symlink_to(entry.data)
+        return os.lstat(full)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    out = os.open(full, flags, 0o600)
+    try:
+        if entry.size:
+            _copy_blob(_blob_path(objects_dir, entry.data), out, entry.size)
+        os.fchmod(out, entry.mode)
+        os.utime(out, ns=(entry.mtime_ns, entry.mtime_ns))
+        return os.fstat(out)
+    finally:
+        os.close(out)
+
+
+def _copy_blob(blob: Path, out: int, size: int) -> None:
+    with blob.open("rb") as src:
+        try:
+            copied = _copy_range(src.fileno(), out, size)
+        except (AttributeError, OSError):  # no copy_file_range (macOS, old kernels)
+            copied = os.lseek(out, 0, os.SEEK_CUR)
+            while chunk := src.read(_CHUNK):
+                copied += os.write(out, chunk)
+    if copied != size:
+        raise StateError(
+            f"snapshot blob {blob} is damaged (expected {size} bytes, found {copied})\n"
+            "    hint: delete .localci/objects and .localci/snapshots, then run again"
+        )
+
+
+def _copy_range(src: int, out: int, size: int) -> int:
+    # copy_file_range lets reflink-capable filesystems (btrfs, XFS) share the blocks.
+    copied = 0
+    while copied < size:
+        n = os.copy_file_range(src, out, size - copied)
+        if n == 0:
+            break
+        copied += n
+    return copied
+
+
+# --------------------------------------------------------------------------- slot state
+
+
+def _load_placed(state_dir: Path) -> dict[str, _Placed]:
+    try:
+        raw = json.loads((state_dir / "state.json").read_text())
+        if raw.get("version") != _FORMAT:
+            return {}
+        return {path: _Placed(*values) for path, values in raw["files"].items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # without a record every file is rewritten, which is always correct
+
+
+def _save_placed(state_dir: Path, placed: Mapping[str, _Placed], index_sha: str) -> None:
+    files = {
+        path: [p.ino, p.ctime_ns, p.size, p.mtime_ns, p.mode, p.data] for path, p in placed.items()
+    }
+    doc = {"version": _FORMAT, "index_sha": index_sha, "files": files}
+    atomic_write_json(state_dir / "state.json", doc)
+
+
+# --------------------------------------------------------------------------- the workspace .git
+
+
+def _is_unborn(sha: str) -> bool:
+    return not sha.strip("0")
+
+
+_BAD_REF = re.compile(r"(^|/)\.|\.\.|[\x00-\x20\x7f~^:?*\[\\]|@\{|//|/$|\.lock(/|$)|^@$|\.$|^/")
+
+
+def _valid_branch(name: str) -> bool:
+    return bool(name) and not _BAD_REF.search(name) and not name.startswith("-")
+
+
+def _objects_dir(git_dir: Path) -> Path:
+    if git_dir.is_file():  # a `.git` file of a linked worktree or submodule
+        text = git_dir.read_text().strip().removeprefix("gitdir:").strip()
+        git_dir = git_dir.parent / text
+    common = git_dir
+    commondir = git_dir / "commondir"  # linked worktrees keep objects in the main .git
+    if commondir.is_file():
+        common = git_dir / commondir.read_text().strip()
+    return (common / "objects").resolve()
+
+
+def _build_git_dir(
+    ws: Workspace, snapshot: Snapshot, *, ref: str, ref_is_tag: bool, user_git_dir: Path | None
+) -> None:
+    """A fresh .git each time: whatever a job committed, configured or hooked is discarded."""
+    git_dir = ws.project_dir / ".git"
+    _remove(git_dir)
+    unborn = _is_unborn(snapshot.sha)
+    if not unborn and user_git_dir is None:
+        raise GitError(f"commit {snapshot.sha} given but the project has no git directory")
+    for sub in ("objects/info", "objects/pack", "refs/heads", "refs/tags", "info"):
+        (git_dir / sub).mkdir(parents=True)
+    (git_dir / "config").write_text(_git_config(snapshot.sha))
+    if user_git_dir is not None:
+        objects = _objects_dir(user_git_dir)
+        (git_dir / "objects/info/alternates").write_text(f"{objects}\n")
+        shallow = objects.parent / "shallow"
+        if shallow.is_file():
+            shutil.copyfile(shallow, git_dir / "shallow")
+    head, refs = _head_and_refs(snapshot, ref=ref, ref_is_tag=ref_is_tag)
+    (git_dir / "packed-refs").write_text("".join(f"{sha} {name}\n" for name, sha in refs.items()))
+    (git_dir / "HEAD").write_text(head + "\n")
+
+
+def _git_config(sha: str) -> str:
+    sha256 = len(sha) == 64
+    lines = [
+        "[core]",
+        f"\trepositoryformatversion = {1 if sha256 else 0}",
+        "\tfilemode = true",
+        "\tbare = false",
+        "\tlogallrefupdates = true",
+    ]
+    if sha256:
+        lines += ["[extensions]", "\tobjectformat = sha256"]
+    return "\n".join(lines) + "\n"
+
+
+def _head_and_refs(snapshot: Snapshot, *, ref: str, ref_is_tag: bool) -> tuple[str, dict[str, str]]:
+    """HEAD's content and the refs a GitLab checkout would have (origin/* branches, tags)."""
+    refs: dict[str, str] = {}
+    for r in snapshot.refs:
+        if r.name.startswith("refs/heads/"):
+            refs["refs/remotes/origin/" + r.name.removeprefix("refs/heads/")] = r.sha
+        else:
+            refs[r.name] = r.sha
+    sha = snapshot.sha
+    valid = _valid_branch(ref)
+    branch = ref if valid else "localci"
+    if _is_unborn(sha):
+        return f"ref: refs/heads/{branch}", refs
+    if ref_is_tag:
+        tag = f"refs/tags/{ref}"
+        if valid and not any(r.name == tag and sha in (r.sha, r.peeled) for r in snapshot.refs):
+            _add_ref(refs, tag, sha)  # a simulated tag: lightweight, on the commit under test
+        return sha, refs
+    refs[f"refs/heads/{branch}"] = sha
+    _add_ref(refs, f"refs/remotes/origin/{branch}", sha)
+    return f"ref: refs/heads/{branch}", refs
+
+
+def _add_ref(refs: dict[str, str], name: str, sha: str) -> None:
+    # "a" and "a/b" cannot both exist (file vs directory); the simulated ref loses.
+    clash = any(other.startswith(name + "/") or name.startswith(other + "/") for other in refs)
+    if not clash:
+        refs[name] = sha
+
+
+def _prepare_index(ws: Workspace, sha: str) -> str:
+    """Index = HEAD's tree with fresh stat data, so `git status` shows only the user's edits."""
+    if _is_unborn(sha):
+        return ""
+    git_dir = ws.project_dir / ".git"
+    saved = ws.state_dir / f"index-{sha}"
+    env = {"GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(ws.project_dir)}
+    if saved.is_file():
+        # copy2 keeps the index mtime, which git's racy-entry check compares against.
+        shutil.copy2(saved, git_dir / "index")
+    else:
+        _git(ws.project_dir, "read-tree", sha, env=env)
+    _git(ws.project_dir, "update-index", "-q", "--ignore-missing", "--refresh", env=env)
+    tmp = temp_path_for(saved)
+    shutil.copy2(git_dir / "index", tmp)
+    tmp.replace(saved)
+    for old in ws.state_dir.glob("index-*"):
+        if old != saved:
+            old.unlink()
+    return sha
+
+
+# --------------------------------------------------------------------------- cleanup
+
+
+def remove_stale(store: Store) -> None:
+    """Drop snapshots of pipelines no longer running, orphaned temp files, unreferenced blobs."""
+    if not store.root.is_dir():
+        return
+    try:
+        _remove_finished_snapshots(store)
+        _remove_temp_files(store)
+        _collect_blobs(store)
+    except OSError as exc:
+        raise state_error(Path(exc.filename or store.root), exc, "clean up") from exc
+
+
+def _snapshot_ids(store: Store) -> list[int]:
+    snapshots = store.path("snapshots")
+    paths = snapshots.glob("*.json") if snapshots.is_dir() else ()
+    return [int(p.stem) for p in paths if p.stem.isdigit()]
+
+
+def _remove_finished_snapshots(store: Store) -> None:
+    locks = store.path("locks").glob("pipeline-*.lock")
+    lock_ids = {int(p.stem[9:]) for p in locks if p.stem[9:].isdigit()}
+    for pipeline_id in sorted(lock_ids.union(_snapshot_ids(store))):
+        name = f"pipeline-{pipeline_id}"
+        try:
+            with store.lock(name, blocking=False):
+                _manifest_path(store, pipeline_id).unlink(missing_ok=True)
+                store.remove_lock_file(name)
+        except LockBusy:
+            continue
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_temp_files(store: Store) -> None:
+    for dirpath, dirnames, filenames in os.walk(store.root):
+        if dirpath == str(store.root):
+            dirnames[:] = [d for d in dirnames if d != "builds"]
+        for name in filenames:
+            if not name.endswith(TMP_SUFFIX):
+                continue
+            pid = name.removesuffix(TMP_SUFFIX).rsplit(".", 2)[-2]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                (Path(dirpath) / name).unlink(missing_ok=True)
+
+
+def _live_digests(store: Store) -> set[str]:
+    live: set[str] = set()
+    for pipeline_id in _snapshot_ids(store):
+        with contextlib.suppress(StateError):
+            snap = load_snapshot(store, pipeline_id)
+            live.update(e.data for e in snap.entries if e.kind == FILE)
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        raw = json.loads(_stat_cache_path(store).read_text())
+        live.update(values[4] for values in raw["files"].values())
+    return live
+
+
+def _collect_blobs(store: Store) -> None:
+    objects = store.path("objects")
+    try:
+        with store.lock("objects", blocking=False):
+            live = _live_digests(store)
+            for fan in os.scandir(objects) if objects.is_dir() else ():
+                if fan.name == "tmp":
+                    shutil.rmtree(fan.path, ignore_errors=True)
+                    continue
+                if not fan.is_dir(follow_symlinks=False):
+                    continue
+                for blob in os.scandir(fan.path):
+                    if fan.name + blob.name not in live:
+                        Path(blob.path).unlink()
+    except LockBusy:
+        return  # a snapshot is being taken; collect next time
