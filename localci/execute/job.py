@@ -280,7 +280,7 @@ class JobRunner:
         attempt: _Attempt,
         writer: _LogWriter,
     ) -> None:
-        writer.line("Running after_script")
+        writer.line("Running after script...")
         status = {Status.SUCCESS: "success", Status.CANCELED: "canceled"}.get(
             attempt.status, "failed"
         )

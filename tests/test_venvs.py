@@ -1,0 +1,202 @@
+"""Per-job virtualenvs: created fast from a shared app-data, isolated, activated for bash."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from localci.execute.process import run_bash
+from localci.execute.venvs import (
+    PythonNotFound,
+    Venv,
+    VenvFactory,
+    activated_env,
+    find_python,
+    python_for_image,
+)
+
+pytestmark = pytest.mark.slow
+
+CURRENT = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+@pytest.fixture(scope="session")
+def app_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("virtualenv-app-data")
+
+
+@pytest.fixture(scope="session")
+def factory(app_data: Path) -> VenvFactory:
+    return VenvFactory(app_data)
+
+
+def bash_in(venv: Venv, script: str, cwd: Path) -> tuple[int | None, list[str]]:
+    lines: list[str] = []
+    base = {"PATH": os.environ["PATH"], "HOME": str(cwd), "PYTHONPATH": "/nowhere"}
+    env = activated_env(base, venv)
+    outcome = run_bash(script, cwd=cwd, env=env, on_output=lines.append)
+    return outcome.exit_code, lines
+
+
+def test_job_python_and_pip_point_into_the_venv(factory: VenvFactory, tmp_path: Path) -> None:
+    venv = factory.create(tmp_path / "venv")
+    assert venv.path == tmp_path / "venv"
+    assert venv.bin_dir == venv.path / "bin"
+    assert venv.python.parent == venv.bin_dir
+    assert venv.python.exists()
+    assert venv.version == platform.python_version()
+    script = "command -v python; python -c 'import sys; print(sys.prefix)'; pip --version"
+    code, lines = bash_in(venv, script, tmp_path)
+    assert code == 0, lines
+    assert lines[0] == str(venv.bin_dir / "python")
+    assert lines[1] == str(venv.path)
+    assert f"from {venv.path}/lib/" in lines[2]
+
+
+def test_bash_activator_works(factory: VenvFactory, tmp_path: Path) -> None:
+    venv = factory.create(tmp_path / "venv")
+    script = (
+        f"PATH=/usr/bin:/bin; unset VIRTUAL_ENV; source {venv.bin_dir}/activate; "
+        "echo $VIRTUAL_ENV; command -v python; deactivate; echo ${VIRTUAL_ENV:-gone}"
+    )
+    code, lines = bash_in(venv, script, tmp_path)
+    assert code == 0, lines
+    assert lines == [str(venv.path), str(venv.bin_dir / "python"), "gone"]
+
+
+def test_two_venvs_are_independent(factory: VenvFactory, tmp_path: Path) -> None:
+    first = factory.create(tmp_path / "first")
+    second = factory.create(tmp_path / "second")
+    site = next((first.path / "lib").glob("python*/site-packages"))
+    (site / "only_in_first.py").write_text("VALUE = 1\n")
+    code, lines = bash_in(
+        first, "pip uninstall -y -q pip; python -c 'import only_in_first'", tmp_path
+    )
+    assert code == 0, lines
+    assert not (first.bin_dir / "pip").exists()
+    script = "python -c 'import only_in_first' 2>/dev/null || echo isolated; pip --version"
+    code, lines = bash_in(second, script, tmp_path)
+    assert code == 0, lines
+    assert lines[0] == "isolated"
+    assert f"from {second.path}/lib/" in lines[1]
+    # pip's wheel image in the shared app-data survived the uninstall in `first`.
+    code, lines = bash_in(factory.create(tmp_path / "third"), "pip --version", tmp_path)
+    assert code == 0, lines
+
+
+def test_python_specs(factory: VenvFactory, tmp_path: Path) -> None:
+    for index, spec in enumerate([CURRENT, "3", sys.executable]):
+        venv = factory.create(tmp_path / f"v{index}", spec)
+        assert venv.version.startswith(CURRENT)
+
+
+def test_unknown_python_raises(factory: VenvFactory, tmp_path: Path) -> None:
+    with pytest.raises(PythonNotFound, match=r"2\.1"):
+        factory.create(tmp_path / "venv", "2.1")
+    with pytest.raises(PythonNotFound):
+        factory.create(tmp_path / "venv", str(tmp_path / "no-such-python"))
+
+
+def test_without_pip(app_data: Path, tmp_path: Path) -> None:
+    venv = VenvFactory(app_data, seed_pip=False).create(tmp_path / "bare")
+    assert venv.python.exists()
+    assert not (venv.bin_dir / "pip").exists()
+    assert (venv.bin_dir / "activate").exists()
+
+
+def test_user_virtualenv_settings_do_not_leak(
+    factory: VenvFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIRTUALENV_SYSTEM_SITE_PACKAGES", "true")
+    monkeypatch.setenv("VIRTUALENV_ACTIVATORS", "fish")
+    venv = factory.create(tmp_path / "venv")
+    assert "include-system-site-packages = false" in (venv.path / "pyvenv.cfg").read_text()
+    assert (venv.bin_dir / "activate").exists()
+
+
+def test_concurrent_creation(factory: VenvFactory, tmp_path: Path) -> None:
+    venvs: dict[int, Venv] = {}
+    errors: list[BaseException] = []
+
+    def create(index: int) -> None:
+        try:
+            venvs[index] = factory.create(tmp_path / f"venv{index}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(venvs) == [0, 1, 2, 3]
+    for venv in venvs.values():
+        code, lines = bash_in(venv, "python -c 'import sys, pip; print(sys.prefix)'", tmp_path)
+        assert (code, lines) == (0, [str(venv.path)])
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("python:3.11", "3.11"),
+        ("python:3.11-slim", "3.11"),
+        ("python:3.11-slim-bookworm", "3.11"),
+        ("docker.io/library/python:3.12-bookworm", "3.12"),
+        ("python:3", "3"),
+        ("python:3-alpine", "3"),
+        ("python:3.11.7", "3.11"),
+        ("python:3.13.0rc1-slim", "3.13"),
+        ("python:3.12@sha256:0123abcd", "3.12"),
+        ("registry.example.com:5000/mirror/python:3.10-alpine3.19", "3.10"),
+        ("  python:3.9  ", "3.9"),
+        ("python", None),
+        ("python:latest", None),
+        ("python:slim", None),
+        ("localhost:5000/python", None),
+        ("pypy:3.10", None),
+        ("mypython:3.11", None),
+        ("python-tools:3.11", None),
+        ("node:20", None),
+        ("alpine:3.19", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_python_for_image(image: str | None, expected: str | None) -> None:
+    assert python_for_image(image) == expected
+
+
+def test_find_python() -> None:
+    assert find_python(CURRENT) is not None
+    assert find_python("3") is not None
+    assert find_python(sys.executable) is not None
+    assert find_python("2.1") is None
+
+
+def test_activated_env() -> None:
+    venv = Venv(Path("/w/venv"), Path("/w/venv/bin/python"), Path("/w/venv/bin"), "3.11.7")
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONHOME": "/x",
+        "PYTHONPATH": "/y",
+        "__PYVENV_LAUNCHER__": "/z",
+        "PIP_REQUIRE_VIRTUALENV": "true",
+        "VIRTUAL_ENV": "/old",
+        "KEEP": "1",
+    }
+    env = activated_env(base, venv)
+    assert env == {
+        "PATH": "/w/venv/bin:/usr/bin:/bin",
+        "PIP_REQUIRE_VIRTUALENV": "true",
+        "VIRTUAL_ENV": "/w/venv",
+        "VIRTUAL_ENV_PROMPT": "venv",
+        "KEEP": "1",
+    }
+    assert base["PYTHONHOME"] == "/x"
+    assert activated_env({}, venv)["PATH"] == f"/w/venv/bin:{os.defpath}"
