@@ -46,6 +46,7 @@ DROPPED_ENV = (
     "PIP_USER",
     "__PYVENV_LAUNCHER__",
     "PYTHONSTARTUP",
+    "BASH_ENV",
 )
 
 
