@@ -19,8 +19,11 @@ from localci.plan.variables import (
 )
 
 # Picked up automatically when present; git-ignored because .localci/ ignores itself.
-DEFAULT_VARIABLE_FILES = (".localci/variables.yml", ".localci/variables.yaml",
-                          ".localci/variables.env")
+DEFAULT_VARIABLE_FILES = (
+    ".localci/variables.yml",
+    ".localci/variables.yaml",
+    ".localci/variables.env",
+)
 
 
 @dataclass(frozen=True)
@@ -49,10 +52,16 @@ class Loaded:
 def load(directory: Path, config_file: str, options: ContextOptions) -> Loaded:
     """Detect the git context, read user variables, load the configuration for that context."""
     ctx = detect_context(
-        directory, config_file=config_file, branch=options.branch, tag=options.tag,
-        source=options.source, default_branch=options.default_branch,
-        mr_target=options.mr_target, changes_since=options.changes_since,
-        protected_refs=options.protected)
+        directory,
+        config_file=config_file,
+        branch=options.branch,
+        tag=options.tag,
+        source=options.source,
+        default_branch=options.default_branch,
+        mr_target=options.mr_target,
+        changes_since=options.changes_since,
+        protected_refs=options.protected,
+    )
     user = user_variables(directory, options)
     include_vars = {**include_rule_variables(ctx), **{k: v.value for k, v in user.items()}}
 
@@ -69,8 +78,9 @@ def user_variables(directory: Path, options: ContextOptions) -> dict[str, VarVal
     out: dict[str, VarValue] = {}
     path = options.variables_file
     if path is None:
-        path = next((directory / p for p in DEFAULT_VARIABLE_FILES
-                     if (directory / p).is_file()), None)
+        path = next(
+            (directory / p for p in DEFAULT_VARIABLE_FILES if (directory / p).is_file()), None
+        )
     elif not path.is_absolute():
         path = Path.cwd() / path
     if path is not None:

@@ -43,10 +43,20 @@ def _echo_err(text: str) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="localci")
-@click.option("-C", "--directory", type=click.Path(file_okay=False, path_type=Path),
-              default=".", help="Run as if localci was started in DIR.")
-@click.option("--file", "config_file", default=".gitlab-ci.yml", show_default=True,
-              help="The pipeline file, relative to the project directory.")
+@click.option(
+    "-C",
+    "--directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    help="Run as if localci was started in DIR.",
+)
+@click.option(
+    "--file",
+    "config_file",
+    default=".gitlab-ci.yml",
+    show_default=True,
+    help="The pipeline file, relative to the project directory.",
+)
 @click.pass_context
 def cli(ctx: click.Context, directory: Path, config_file: str) -> None:
     """Run a repository's GitLab CI pipeline locally: offline, no Docker, no runner."""
@@ -55,9 +65,22 @@ def cli(ctx: click.Context, directory: Path, config_file: str) -> None:
     ctx.obj = Options(directory=directory.resolve(), file=config_file)
 
 
-SOURCES = ("push", "web", "api", "schedule", "trigger", "pipeline", "parent_pipeline",
-           "merge_request_event", "external", "external_pull_request_event", "chat",
-           "webide", "ondemand_dast_scan", "security_orchestration_policy")
+SOURCES = (
+    "push",
+    "web",
+    "api",
+    "schedule",
+    "trigger",
+    "pipeline",
+    "parent_pipeline",
+    "merge_request_event",
+    "external",
+    "external_pull_request_event",
+    "chat",
+    "webide",
+    "ondemand_dast_scan",
+    "security_orchestration_policy",
+)
 
 
 def context_options(func: F) -> F:
@@ -65,19 +88,35 @@ def context_options(func: F) -> F:
     options = [
         click.option("--branch", help="Simulate a push to this branch (default: the current one)."),
         click.option("--tag", help="Simulate a tag pipeline for this tag."),
-        click.option("--source", type=click.Choice(SOURCES), default="push", show_default=True,
-                     help="The pipeline source (CI_PIPELINE_SOURCE)."),
-        click.option("--var", "variables", multiple=True, metavar="KEY=VALUE",
-                     help="A pipeline variable (highest precedence); repeatable."),
-        click.option("--variables-file", type=click.Path(dir_okay=False, path_type=Path),
-                     help="YAML or dotenv file of variables (default: "
-                          ".localci/variables.yml or .env if present)."),
+        click.option(
+            "--source",
+            type=click.Choice(SOURCES),
+            default="push",
+            show_default=True,
+            help="The pipeline source (CI_PIPELINE_SOURCE).",
+        ),
+        click.option(
+            "--var",
+            "variables",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="A pipeline variable (highest precedence); repeatable.",
+        ),
+        click.option(
+            "--variables-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="YAML or dotenv file of variables (default: "
+            ".localci/variables.yml or .env if present).",
+        ),
         click.option("--default-branch", help="Override CI_DEFAULT_BRANCH."),
         click.option("--mr-target", help="Target branch for --source merge_request_event."),
-        click.option("--changes-since", metavar="REF",
-                     help="Compare rules:changes against REF."),
-        click.option("--protected", multiple=True, metavar="PATTERN",
-                     help="Refs to treat as protected besides the default branch."),
+        click.option("--changes-since", metavar="REF", help="Compare rules:changes against REF."),
+        click.option(
+            "--protected",
+            multiple=True,
+            metavar="PATTERN",
+            help="Refs to treat as protected besides the default branch.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -88,13 +127,19 @@ def _context(kwargs: dict[str, Any]) -> ContextOptions:
     from localci.app import ContextOptions
 
     return ContextOptions(
-        branch=kwargs.pop("branch"), tag=kwargs.pop("tag"), source=kwargs.pop("source"),
-        variables=kwargs.pop("variables"), variables_file=kwargs.pop("variables_file"),
-        default_branch=kwargs.pop("default_branch"), mr_target=kwargs.pop("mr_target"),
-        changes_since=kwargs.pop("changes_since"), protected=kwargs.pop("protected"))
+        branch=kwargs.pop("branch"),
+        tag=kwargs.pop("tag"),
+        source=kwargs.pop("source"),
+        variables=kwargs.pop("variables"),
+        variables_file=kwargs.pop("variables_file"),
+        default_branch=kwargs.pop("default_branch"),
+        mr_target=kwargs.pop("mr_target"),
+        changes_since=kwargs.pop("changes_since"),
+        protected=kwargs.pop("protected"),
+    )
 
 
-def _load(opts: Options, kwargs: dict[str, Any]) -> Loaded:
+def _load(opts: Options, /, kwargs: dict[str, Any]) -> Loaded:
     from localci.app import load
 
     loaded = load(opts.directory, opts.file, _context(kwargs))
@@ -112,7 +157,7 @@ def _plan(loaded: Loaded) -> Plan:
 @cli.command()
 @click.option("--strict", is_flag=True, help="Treat schema warnings as errors.")
 @click.pass_obj
-def lint(opts: Options, strict: bool) -> None:
+def lint(opts: Options, /, strict: bool) -> None:
     """Validate the configuration: exit 0 with a summary, or 3 with every error."""
     from localci.app import ContextOptions, load
     from localci.config.schema import schema_warnings
@@ -125,32 +170,40 @@ def lint(opts: Options, strict: bool) -> None:
         raise ConfigError(f"{len(findings)} warning(s) with --strict")
     visible_stages = {job.stage for job in pipeline.jobs}
     includes = len(pipeline.files) - 1
-    click.echo(f"{opts.file} is valid: {len(pipeline.jobs)} jobs in {len(visible_stages)} stages"
-               f", {includes} included file{'s' if includes != 1 else ''}"
-               + (f", {len(findings)} warning(s)" if findings else ""))
+    click.echo(
+        f"{opts.file} is valid: {len(pipeline.jobs)} jobs in {len(visible_stages)} stages"
+        f", {includes} included file{'s' if includes != 1 else ''}"
+        + (f", {len(findings)} warning(s)" if findings else "")
+    )
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
 @context_options
 @click.pass_obj
-def config(opts: Options, as_json: bool, **kwargs: Any) -> None:
+def config(opts: Options, /, as_json: bool, **kwargs: Any) -> None:
     """Print the merged configuration (includes, extends, !reference and default resolved)."""
     pipeline = _load(opts, kwargs).pipeline
     if as_json:
         click.echo(json.dumps(pipeline.merged, indent=2))
     else:
-        click.echo(yaml.safe_dump(dict(pipeline.merged), sort_keys=False, allow_unicode=True,
-                                  width=100), nl=False)
+        click.echo(
+            yaml.safe_dump(dict(pipeline.merged), sort_keys=False, allow_unicode=True, width=100),
+            nl=False,
+        )
 
 
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per job.")
-@click.option("--all", "show_all", is_flag=True,
-              help="Also show jobs that are not in the pipeline, with the reason.")
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Also show jobs that are not in the pipeline, with the reason.",
+)
 @context_options
 @click.pass_obj
-def list_jobs(opts: Options, as_json: bool, show_all: bool, **kwargs: Any) -> None:
+def list_jobs(opts: Options, /, as_json: bool, show_all: bool, **kwargs: Any) -> None:
     """The jobs of the pipeline for this branch (or --branch/--tag/--source), by stage."""
     from localci.report.listing import list_json, print_list
 
@@ -165,42 +218,72 @@ def list_jobs(opts: Options, as_json: bool, show_all: bool, **kwargs: Any) -> No
 @click.argument("job")
 @context_options
 @click.pass_obj
-def explain(opts: Options, job: str, **kwargs: Any) -> None:
+def explain(opts: Options, /, job: str, **kwargs: Any) -> None:
     """Why JOB is (or is not) in the pipeline: every rule tried, with the values it saw."""
     from localci.plan import explain_job
 
     loaded = _load(opts, kwargs)
-    for line in explain_job(loaded.pipeline, loaded.context, job,
-                            user_variables=loaded.user_variables):
+    for line in explain_job(
+        loaded.pipeline, loaded.context, job, user_variables=loaded.user_variables
+    ):
         click.echo(line)
 
 
-@cli.command()
+@cli.command("run")
 @click.argument("job_names", nargs=-1, metavar="[JOB]...")
 @click.option("--stage", "stages", multiple=True, help="Only the jobs of this stage; repeatable.")
-@click.option("--needs", "with_needs", is_flag=True,
-              help="With JOB/--stage: also run what they need.")
+@click.option(
+    "--needs", "with_needs", is_flag=True, help="With JOB/--stage: also run what they need."
+)
 @click.option("--manual", multiple=True, metavar="JOB", help="Run this manual job; repeatable.")
-@click.option("-j", "--jobs", "max_parallel", type=click.IntRange(1, 64),
-              default=os.cpu_count() or 2, show_default="CPU count", help="Jobs run at once.")
+@click.option(
+    "-j",
+    "--jobs",
+    "max_parallel",
+    type=click.IntRange(1, 64),
+    default=os.cpu_count() or 2,
+    show_default="CPU count",
+    help="Jobs run at once.",
+)
 @click.option("--python", help="Interpreter for every job's venv (version like 3.11, or a path).")
-@click.option("--timeout", "timeout", metavar="DURATION",
-              help="Default job timeout (default 1h; a job's `timeout:` wins).")
-@click.option("--offline", is_flag=True,
-              help="pip installs only from its cache (no network).")
+@click.option(
+    "--timeout",
+    "timeout",
+    metavar="DURATION",
+    help="Default job timeout (default 1h; a job's `timeout:` wins).",
+)
+@click.option("--offline", is_flag=True, help="pip installs only from its cache (no network).")
 @click.option("--dry-run", is_flag=True, help="Show what would run; run nothing.")
-@click.option("--json-report", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write a JSON report of the run to this file.")
+@click.option(
+    "--json-report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a JSON report of the run to this file.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Stream every line of every job.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary.")
 @click.option("--no-tty", is_flag=True, help="Plain line output even on a terminal.")
 @click.option("--color/--no-color", default=None, help="Force colours on or off.")
 @context_options
 @click.pass_obj
-def run(opts: Options, job_names: tuple[str, ...], stages: tuple[str, ...], with_needs: bool,
-        manual: tuple[str, ...], max_parallel: int, python: str | None, timeout: str | None,
-        offline: bool, dry_run: bool, json_report: Path | None, verbose: bool, quiet: bool,
-        no_tty: bool, color: bool | None, **kwargs: Any) -> None:
+def run_command(
+    opts: Options,
+    /,
+    job_names: tuple[str, ...],
+    stages: tuple[str, ...],
+    with_needs: bool,
+    manual: tuple[str, ...],
+    max_parallel: int,
+    python: str | None,
+    timeout: str | None,
+    offline: bool,
+    dry_run: bool,
+    json_report: Path | None,
+    verbose: bool,
+    quiet: bool,
+    no_tty: bool,
+    color: bool | None,
+    **kwargs: Any,
+) -> None:
     """Run the pipeline for this branch (or --branch/--tag), or some of its jobs."""
     from localci.execute.durations import parse_duration
     from localci.execute.pipeline import RunOptions
@@ -222,12 +305,23 @@ def run(opts: Options, job_names: tuple[str, ...], stages: tuple[str, ...], with
     seconds = parse_duration(timeout) if timeout else None
     if timeout and seconds is None:
         raise UsageError(f"--timeout {timeout!r}: not a duration (e.g. 30m, 1h 30m, 600)")
-    options = RunOptions(max_parallel=max_parallel, manual=(*manual, *job_names),
-                         python=python, timeout_s=seconds, color=console.is_terminal,
-                         offline=offline,
-                         cancel_on_failure=loaded.pipeline.workflow.on_job_failure == "all")
-    result = _execute(selection, jobs, options, console,
-                      verbosity=0 if quiet else 2 if verbose else 1, plain=no_tty)
+    options = RunOptions(
+        max_parallel=max_parallel,
+        manual=(*manual, *job_names),
+        python=python,
+        timeout_s=seconds,
+        color=console.is_terminal,
+        offline=offline,
+        cancel_on_failure=loaded.pipeline.workflow.on_job_failure == "all",
+    )
+    result = _execute(
+        selection,
+        jobs,
+        options,
+        console,
+        verbosity=0 if quiet else 2 if verbose else 1,
+        plain=no_tty,
+    )
     if json_report is not None:
         _write_report(json_report, result)
     if not result.passed:
@@ -242,8 +336,15 @@ def _console(color: bool | None) -> Console:
     return Console(highlight=False, force_terminal=color or None, no_color=not color)
 
 
-def _execute(plan: Plan, jobs: list[PlannedJob], options: RunOptions, console: Console, *,
-             verbosity: int, plain: bool) -> RunResult:
+def _execute(
+    plan: Plan,
+    jobs: list[PlannedJob],
+    options: RunOptions,
+    console: Console,
+    *,
+    verbosity: int,
+    plain: bool,
+) -> RunResult:
     from localci.execute.pipeline import run_pipeline
     from localci.report.plain import PlainReporter
 
@@ -262,15 +363,21 @@ def _write_report(path: Path, result: RunResult) -> None:
     from localci.execute.store import atomic_write_json
 
     status = "success" if result.passed else "failed"
-    atomic_write_json(path.resolve(), {"status": status, "pipeline": result.pipeline_id,
-                                       "jobs": [job_json(j) for j in result.jobs]})
+    atomic_write_json(
+        path.resolve(),
+        {
+            "status": status,
+            "pipeline": result.pipeline_id,
+            "jobs": [job_json(j) for j in result.jobs],
+        },
+    )
 
 
 @cli.command()
 @click.argument("job", required=False)
 @click.option("--pipeline", "pipeline_id", type=int, help="Pipeline number (default: latest).")
 @click.pass_obj
-def logs(opts: Options, job: str | None, pipeline_id: int | None) -> None:
+def logs(opts: Options, /, job: str | None, pipeline_id: int | None) -> None:
     """Print a job's log from a run (without JOB: list the run's jobs)."""
     from localci.records import job_log, read_pipeline
 

@@ -35,8 +35,9 @@ def job_log(record: dict[str, Any], job: str) -> str:
         listed = ", ".join(names) or "none"
         raise UsageError(f"pipeline #{record.get('id')} has no job {job!r} (jobs: {listed})")
     if not entry.get("log"):
-        raise UsageError(f"job {job!r} did not run in pipeline #{record.get('id')} "
-                         f"({entry.get('status')})")
+        raise UsageError(
+            f"job {job!r} did not run in pipeline #{record.get('id')} ({entry.get('status')})"
+        )
     try:
         return Path(entry["log"]).read_text(encoding="utf-8", errors="replace")
     except OSError as exc:

@@ -25,8 +25,13 @@ def write_files(root: Path, files: Mapping[str, str]) -> None:
         path.write_text(textwrap.dedent(text))
 
 
-def make_repo(root: Path, files: Mapping[str, str], *, branch: str = "main",
-              remote: str | None = "git@gitlab.example.com:group/project.git") -> Path:
+def make_repo(
+    root: Path,
+    files: Mapping[str, str],
+    *,
+    branch: str = "main",
+    remote: str | None = "git@gitlab.example.com:group/project.git",
+) -> Path:
     """A git repository with `files` committed on `branch` (origin/<branch> = HEAD)."""
     root.mkdir(parents=True, exist_ok=True)
     git(root, "init", "-q", "-b", branch)
@@ -64,11 +69,24 @@ def run_cli(directory: Path, *args: str) -> Result:
         return Result(code, out.getvalue().decode(), err.getvalue().decode())
 
 
-def run_localci(directory: Path, *args: str, env: Mapping[str, str] | None = None,
-                timeout: float = 240, stdin: str | None = None) -> Result:
+def run_localci(
+    directory: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 240,
+    stdin: str | None = None,
+) -> Result:
     """Run the real `localci` console script in a subprocess."""
     exe = Path(sys.executable).with_name("localci")
     cmd: Sequence[str] = [str(exe)] if exe.exists() else [sys.executable, "-m", "localci"]
-    proc = subprocess.run([*cmd, *args], cwd=directory, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})}, input=stdin)
+    proc = subprocess.run(
+        [*cmd, *args],
+        check=False,
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        input=stdin,
+    )
     return Result(proc.returncode, proc.stdout, proc.stderr)

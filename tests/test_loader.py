@@ -12,8 +12,10 @@ from localci.errors import ConfigError
 
 
 def load(text: str, **files: str) -> Pipeline:
-    extra = {name.replace("__", "/").replace("_yml", ".yml"): textwrap.dedent(body)
-             for name, body in files.items()}
+    extra = {
+        name.replace("__", "/").replace("_yml", ".yml"): textwrap.dedent(body)
+        for name, body in files.items()
+    }
     return load_pipeline_from_text(textwrap.dedent(text), extra)
 
 
@@ -28,6 +30,7 @@ def merged(text: str, **files: str) -> dict:
 
 
 # ---- YAML ------------------------------------------------------------------------------------
+
 
 def test_anchors_and_merge_keys_are_shallow() -> None:
     m = merged("""
@@ -71,11 +74,14 @@ def test_duplicate_keys_warn_with_both_lines() -> None:
 
 
 def test_alias_to_anchor_of_another_file_is_an_error() -> None:
-    msgs = errors("""
+    msgs = errors(
+        """
         include: [other.yml]
         job:
           script: *steps
-    """, other_yml=".x: &steps [echo]\n")
+    """,
+        other_yml=".x: &steps [echo]\n",
+    )
     assert "undefined alias" in msgs[0] and ".gitlab-ci.yml:4" in msgs[0]
     assert "!reference" in msgs[0]
 
@@ -91,35 +97,47 @@ def test_unknown_tag_is_an_error() -> None:
 
 # ---- includes ----------------------------------------------------------------------------------
 
+
 def test_includes_merge_in_order_and_including_file_wins() -> None:
-    m = merged("""
+    m = merged(
+        """
         include:
           - a.yml
           - local: /b.yml
         variables: {X: root}
         job: {script: [echo]}
-    """, a_yml="variables: {X: a, Y: a, Z: a}\n", b_yml="variables: {Y: b}\n")
+    """,
+        a_yml="variables: {X: a, Y: a, Z: a}\n",
+        b_yml="variables: {Y: b}\n",
+    )
     assert m["variables"] == {"X": "root", "Y": "b", "Z": "a"}
 
 
 def test_lists_are_replaced_not_concatenated() -> None:
-    m = merged("""
+    m = merged(
+        """
         include: [a.yml]
         job: {script: [echo root]}
-    """, a_yml="job: {script: [echo a, echo b], stage: build}\n")
+    """,
+        a_yml="job: {script: [echo a, echo b], stage: build}\n",
+    )
     assert m["job"]["script"] == ["echo root"]
     assert m["job"]["stage"] == "build"
 
 
 def test_nested_includes_and_single_string_form() -> None:
-    m = merged("include: a.yml\n", a_yml="include: b.yml\nvariables: {A: a}\n",
-               b_yml="job: {script: [echo b]}\n")
+    m = merged(
+        "include: a.yml\n",
+        a_yml="include: b.yml\nvariables: {A: a}\n",
+        b_yml="job: {script: [echo b]}\n",
+    )
     assert m["job"]["script"] == ["echo b"]
 
 
 def test_include_cycle_is_an_error() -> None:
-    msgs = errors("include: a.yml\njob: {script: [x]}\n", a_yml="include: b.yml\n",
-                  b_yml="include: a.yml\n")
+    msgs = errors(
+        "include: a.yml\njob: {script: [x]}\n", a_yml="include: b.yml\n", b_yml="include: a.yml\n"
+    )
     assert "include cycle" in msgs[0]
 
 
@@ -161,8 +179,7 @@ def test_include_rules_exists() -> None:
             rules: [{exists: ["*.toml"]}]
         job: {script: [x]}
     """
-    p = load(text, a_yml="a: {script: [a]}\n", b_yml="b: {script: [b]}\n",
-             pyproject=".")
+    p = load(text, a_yml="a: {script: [a]}\n", b_yml="b: {script: [b]}\n", pyproject=".")
     names = [j.name for j in p.jobs]
     assert "a" not in names
 
@@ -196,23 +213,28 @@ deploy-$[[ inputs.env ]]:
 
 def test_inputs_interpolate_with_types_and_defaults() -> None:
     p = load_pipeline_from_text(
-        "include:\n  - local: t.yml\n    inputs: {env: prod}\n", {"t.yml": TEMPLATE})
+        "include:\n  - local: t.yml\n    inputs: {env: prod}\n", {"t.yml": TEMPLATE}
+    )
     job = p.jobs[0]
     assert job.name == "deploy-prod" and job.stage == "test"
     assert job.script == ("echo deploying to prod",)
     assert job.parallel is not None and job.parallel.count == 2
 
 
-@pytest.mark.parametrize(("inputs", "message"), [
-    ("{}", "required input 'env' is missing"),
-    ("{env: qa}", "is not one of the options"),
-    ("{env: dev, color: red}", "unknown input 'color'"),
-    ("{env: dev, count: many}", "expected a number"),
-])
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ("{}", "required input 'env' is missing"),
+        ("{env: qa}", "is not one of the options"),
+        ("{env: dev, color: red}", "unknown input 'color'"),
+        ("{env: dev, count: many}", "expected a number"),
+    ],
+)
 def test_input_errors(inputs: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        load_pipeline_from_text(f"include:\n  - local: t.yml\n    inputs: {inputs}\n",
-                                {"t.yml": TEMPLATE})
+        load_pipeline_from_text(
+            f"include:\n  - local: t.yml\n    inputs: {inputs}\n", {"t.yml": TEMPLATE}
+        )
     assert message in str(info.value)
 
 
@@ -223,13 +245,16 @@ def test_unknown_input_in_block_is_an_error() -> None:
 
 
 def test_input_truncate_function() -> None:
-    template = ("spec:\n  inputs:\n    a: {default: abcdefgh}\n---\n"
-                "job: {script: ['echo $[[ inputs.a | truncate(1,3) ]]']}\n")
+    template = (
+        "spec:\n  inputs:\n    a: {default: abcdefgh}\n---\n"
+        "job: {script: ['echo $[[ inputs.a | truncate(1,3) ]]']}\n"
+    )
     p = load_pipeline_from_text("include: t.yml\n", {"t.yml": template})
     assert p.jobs[0].script == ("echo bcd",)
 
 
 # ---- extends -----------------------------------------------------------------------------------
+
 
 def test_extends_deep_merges_hashes_and_replaces_lists() -> None:
     m = merged("""
@@ -287,6 +312,7 @@ def test_extends_from_included_file() -> None:
 
 # ---- !reference ---------------------------------------------------------------------------------
 
+
 def test_reference_resolved_after_extends_and_spliced_in_scripts() -> None:
     p = load("""
         .base: {script: [base]}
@@ -301,26 +327,32 @@ def test_reference_resolved_after_extends_and_spliced_in_scripts() -> None:
 
 
 def test_reference_nested_and_across_files() -> None:
-    p = load("""
+    p = load(
+        """
         include: t.yml
         .b: {script: [!reference [.a, script], b]}
         job:
           variables: !reference [.vars, variables]
           script: [!reference [.b, script], c]
-    """, t_yml=".a: {script: [a]}\n.vars: {variables: {V: v}}\n")
+    """,
+        t_yml=".a: {script: [a]}\n.vars: {variables: {V: v}}\n",
+    )
     assert p.jobs[0].script == ("a", "b", "c")
     assert p.jobs[0].variables[0].value == "v"
 
 
 def test_reference_errors() -> None:
     assert "could not be found" in errors("job: {script: [!reference [.x, script]]}\n")[0]
-    cyc = errors(".a: {script: [!reference [.b, script]]}\n"
-                 ".b: {script: [!reference [.a, script]]}\njob: {script: [!reference [.a, script]]}\n")
+    cyc = errors(
+        ".a: {script: [!reference [.b, script]]}\n"
+        ".b: {script: [!reference [.a, script]]}\njob: {script: [!reference [.a, script]]}\n"
+    )
     assert any("circular !reference" in m for m in cyc)
     assert "list of one or more strings" in errors("job: {script: !reference {a: b}}\n")[0]
 
 
 # ---- default, inherit, globals ------------------------------------------------------------------
+
 
 def test_default_is_per_keyword_and_extends_beats_default() -> None:
     p = load("""
@@ -376,6 +408,7 @@ def test_variables_forms() -> None:
 
 
 # ---- stages and jobs ---------------------------------------------------------------------------
+
 
 def test_default_stages_and_stage() -> None:
     p = load("job: {script: [x]}\n")

@@ -51,8 +51,10 @@ def log_of(data: dict, job: str) -> str:
 
 
 def test_destructive_jobs_leave_the_user_tree_byte_identical(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "p", {
-        ".gitlab-ci.yml": """
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": """
             wreck:
               script:
                 - echo changed > README.md
@@ -60,8 +62,9 @@ def test_destructive_jobs_leave_the_user_tree_byte_identical(tmp_path: Path) -> 
                 - rm -rf ./* .git
                 - ls -la
         """,
-        "README.md": "hello\n",
-    })
+            "README.md": "hello\n",
+        },
+    )
     write_files(repo, {"untracked.txt": "not yet added\n", "README.md": "edited, uncommitted\n"})
     before = tree_hash(repo)
     code, data, _ = report(repo)
@@ -71,8 +74,10 @@ def test_destructive_jobs_leave_the_user_tree_byte_identical(tmp_path: Path) -> 
 
 
 def test_jobs_see_uncommitted_and_untracked_but_not_ignored_files(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "p", {
-        ".gitlab-ci.yml": """
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": """
             look:
               script:
                 - cat tracked.txt new.txt
@@ -80,9 +85,10 @@ def test_jobs_see_uncommitted_and_untracked_but_not_ignored_files(tmp_path: Path
                 - git rev-parse HEAD
                 - git status --porcelain
         """,
-        ".gitignore": "*.log\n",
-        "tracked.txt": "v1\n",
-    })
+            ".gitignore": "*.log\n",
+            "tracked.txt": "v1\n",
+        },
+    )
     write_files(repo, {"tracked.txt": "v2\n", "new.txt": "untracked\n", "secret.log": "x\n"})
     code, data, _ = report(repo)
     log = log_of(data, "look")
@@ -92,22 +98,25 @@ def test_jobs_see_uncommitted_and_untracked_but_not_ignored_files(tmp_path: Path
 
 
 def test_each_job_gets_its_own_virtualenv(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "p", {
-        ".gitlab-ci.yml": """
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": """
             stages: [one, two]
             install:
               stage: one
               script:
                 - python -c "import sys; print('prefix', sys.prefix)"
-                - python -c "import site; open(site.getsitepackages()[0] + '/localci_demo_pkg.py', 'w').close()"
+                - python -c "import site; open(site.getsitepackages()[0] + '/{MOD}.py', 'w')"
                 - python -c "import localci_demo_pkg"
             check:
               stage: two
               script:
                 - python -c "import sys; print('prefix', sys.prefix)"
                 - "! python -c 'import localci_demo_pkg'"
-        """,
-    })
+        """.replace("{MOD}", "localci_demo_pkg"),
+        },
+    )
     code, data, _ = report(repo)
     assert code == 0, log_of(data, "install")
     assert "prefix " + str(repo / ".localci") in log_of(data, "check")
@@ -116,8 +125,10 @@ def test_each_job_gets_its_own_virtualenv(tmp_path: Path) -> None:
 
 
 def test_shell_semantics_pipefail_and_after_script(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "p", {
-        ".gitlab-ci.yml": """
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": """
             pipes:
               before_script:
                 - export FROM_BEFORE=yes
@@ -129,7 +140,8 @@ def test_shell_semantics_pipefail_and_after_script(tmp_path: Path) -> None:
                 - echo "status=$CI_JOB_STATUS before=${FROM_BEFORE:-unset}"
                 - exit 7
         """,
-    })
+        },
+    )
     code, data, _ = report(repo)
     log = log_of(data, "pipes")
     assert code == 1
@@ -140,8 +152,10 @@ def test_shell_semantics_pipefail_and_after_script(tmp_path: Path) -> None:
 
 
 def test_statuses_allow_failure_exit_codes_and_when(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "p", {
-        ".gitlab-ci.yml": """
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": """
             stages: [a, b, c]
             allowed:
               stage: a
@@ -167,18 +181,27 @@ def test_statuses_allow_failure_exit_codes_and_when(tmp_path: Path) -> None:
               script: [echo deploy]
               when: manual
         """,
-    })
+        },
+    )
     code, data, _ = report(repo)
     assert code == 1
-    assert statuses(data) == {"allowed": "failed", "broken": "failed", "next": "skipped",
-                              "cleanup": "success", "always": "success", "deploy": "skipped"}
+    assert statuses(data) == {
+        "allowed": "failed",
+        "broken": "failed",
+        "next": "skipped",
+        "cleanup": "success",
+        "always": "success",
+        "deploy": "skipped",
+    }
     allowed = {j["name"]: j["allow_failure"] for j in data["jobs"]}
     assert allowed["allowed"] is True and allowed["broken"] is False
 
 
 def test_retry_and_timeout(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "p", {
-        ".gitlab-ci.yml": """
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": """
             flaky:
               script:
                 - n=$(cat /tmp/FLAKY_FILE 2>/dev/null || echo 0); echo $((n+1)) > /tmp/FLAKY_FILE
@@ -189,7 +212,8 @@ def test_retry_and_timeout(tmp_path: Path) -> None:
               timeout: 2s
               after_script: [echo after-script-ran]
         """.replace("/tmp/FLAKY_FILE", str(tmp_path / "flaky")),
-    })
+        },
+    )
     started = time.monotonic()
     code, data, _ = report(repo)
     assert time.monotonic() - started < 25
@@ -201,8 +225,10 @@ def test_retry_and_timeout(tmp_path: Path) -> None:
 
 
 def test_needs_dag_runs_before_stage_barrier(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "p", {
-        ".gitlab-ci.yml": """
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": """
             stages: [build, test]
             slow-build:
               stage: build
@@ -218,7 +244,8 @@ def test_needs_dag_runs_before_stage_barrier(tmp_path: Path) -> None:
               stage: test
               script: [echo stage-test]
         """,
-    })
+        },
+    )
     code, data, _ = report(repo, "-j", "3")
     assert code == 0
     by_name = {j["name"]: j for j in data["jobs"]}
@@ -229,8 +256,10 @@ def test_needs_dag_runs_before_stage_barrier(tmp_path: Path) -> None:
 
 
 def test_branch_main_runs_only_main_deploy_and_stage_filter(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "p", {
-        ".gitlab-ci.yml": """
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": """
             stages: [test, deploy]
             unit:
               script: [echo "branch=$CI_COMMIT_BRANCH slug=$CI_COMMIT_REF_SLUG"]
@@ -239,7 +268,9 @@ def test_branch_main_runs_only_main_deploy_and_stage_filter(tmp_path: Path) -> N
               script: [echo deploying]
               only: [main]
         """,
-    }, branch="feature/x")
+        },
+        branch="feature/x",
+    )
     code, data, _ = report(repo)
     assert code == 0 and statuses(data) == {"unit": "success"}
     assert "branch=feature/x slug=feature-x" in log_of(data, "unit")
@@ -250,14 +281,18 @@ def test_branch_main_runs_only_main_deploy_and_stage_filter(tmp_path: Path) -> N
 
 
 def test_workflow_rules_can_stop_the_pipeline(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "p", {
-        ".gitlab-ci.yml": """
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": """
             workflow:
               rules:
                 - if: $CI_COMMIT_BRANCH == "main"
             job: {script: [echo hi]}
         """,
-    }, branch="dev")
+        },
+        branch="dev",
+    )
     result = run_cli(repo, "run", "--no-tty")
     assert result.exit_code == 0
     assert "No pipeline is created" in result.output
@@ -286,14 +321,23 @@ def _process_alive_with(marker: str) -> list[int]:
 
 def test_sigint_stops_everything_and_exits_130(tmp_path: Path) -> None:
     marker = f"localci-sleep-marker-{os.getpid()}"
-    repo = make_repo(tmp_path / "p", {
-        ".gitlab-ci.yml": f"""
-            a: {{script: ["bash -c 'exec -a {marker} sleep 300' & bash -c 'exec -a {marker} sleep 301'"]}}
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": f"""
+            a: {{script: ["bash -c 'exec -a {marker} sleep 300' &
+                          bash -c 'exec -a {marker} sleep 301'"]}}
             b: {{script: ["exec -a {marker} sleep 302"]}}
         """,
-    })
-    proc = subprocess.Popen([sys.executable, "-m", "localci", "run", "--no-tty"], cwd=repo,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        },
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localci", "run", "--no-tty"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while len(_process_alive_with(marker)) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)

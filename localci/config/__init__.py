@@ -9,7 +9,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from localci.config.build import build_pipeline
-from localci.config.includes import DirectorySource, FileSource, IncludeContext, MemorySource, load_file
+from localci.config.includes import (
+    DirectorySource,
+    FileSource,
+    IncludeContext,
+    MemorySource,
+    load_file,
+)
 from localci.config.model import Pipeline
 from localci.errors import ConfigError, Location, Problem
 
@@ -26,35 +32,50 @@ def load_pipeline(
     """Load `config_file` (relative to `project_dir`) with everything it includes."""
     path = project_dir / config_file
     if path.is_dir():
-        raise ConfigError(Problem(f"{config_file} is a directory, not a file",
-                                  hint="pass the pipeline file with --file"))
+        raise ConfigError(
+            Problem(
+                f"{config_file} is a directory, not a file",
+                hint="pass the pipeline file with --file",
+            )
+        )
     if not path.is_file():
-        raise ConfigError(Problem(
-            f"no {config_file} in {project_dir}",
-            hint="run localci in a repository with a .gitlab-ci.yml, or use -C DIR / --file PATH",
-        ))
+        raise ConfigError(
+            Problem(
+                f"no {config_file} in {project_dir}",
+                hint="run localci in a repository with a .gitlab-ci.yml, "
+                "or use -C DIR / --file PATH",
+            )
+        )
     source = DirectorySource(project_dir)
     rel = Path(config_file).as_posix().lstrip("/")
     return _load(source, rel, variables, changed)
 
 
-def load_pipeline_from_text(text: str, files: Mapping[str, str] | None = None, *,
-                            variables: Mapping[str, str] | None = None) -> Pipeline:
+def load_pipeline_from_text(
+    text: str, files: Mapping[str, str] | None = None, *, variables: Mapping[str, str] | None = None
+) -> Pipeline:
     """Load a configuration given as text (with optional extra files for includes)."""
     source = MemorySource({**(files or {}), ".gitlab-ci.yml": text})
     return _load(source, ".gitlab-ci.yml", variables, None)
 
 
-def _load(source: FileSource, root: str, variables: Mapping[str, str] | None,
-          changed: Callable[[Sequence[str], str | None], bool] | None) -> Pipeline:
+def _load(
+    source: FileSource,
+    root: str,
+    variables: Mapping[str, str] | None,
+    changed: Callable[[Sequence[str], str | None], bool] | None,
+) -> Pipeline:
     ctx = IncludeContext(source=source, variables=dict(variables or {}), changed=changed)
     try:
         merged = load_file(ctx, root)
     except ConfigError as exc:
         raise ConfigError([*ctx.problems, *exc.problems]) from None
     except OSError as exc:
-        raise ConfigError(Problem(f"cannot read the configuration: {exc.strerror}",
-                                  Location(exc.filename or root, 1))) from None
+        raise ConfigError(
+            Problem(
+                f"cannot read the configuration: {exc.strerror}", Location(exc.filename or root, 1)
+            )
+        ) from None
     if ctx.problems:
         raise ConfigError(ctx.problems)
     return build_pipeline(merged, tuple(ctx.files), ctx.warnings)

@@ -121,8 +121,13 @@ class JobRunner:
 
     def __call__(self, job: PlannedJob, cancel: threading.Event) -> JobResult:
         if job.job.trigger is not None:
-            return JobResult(job.name, job.stage, Status.SKIPPED, job.allow_failure.allowed,
-                             reason="trigger job: downstream pipelines are not run locally")
+            return JobResult(
+                job.name,
+                job.stage,
+                Status.SKIPPED,
+                job.allow_failure.allowed,
+                reason="trigger job: downstream pipelines are not run locally",
+            )
         started = time.monotonic()
         log_path = self.ctx.record_dir / "jobs" / f"{_file_name(job.name)}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)

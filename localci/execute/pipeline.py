@@ -35,9 +35,13 @@ class RunOptions:
     cancel_on_failure: bool = False  # workflow:auto_cancel:on_job_failure: all
 
 
-def run_pipeline(plan: Plan, jobs: Sequence[PlannedJob], options: RunOptions,
-                 emit: Callable[[Event], None],
-                 hooks_factory: Callable[[Store, int], JobHooks] | None = None) -> RunResult:
+def run_pipeline(
+    plan: Plan,
+    jobs: Sequence[PlannedJob],
+    options: RunOptions,
+    emit: Callable[[Event], None],
+    hooks_factory: Callable[[Store, int], JobHooks] | None = None,
+) -> RunResult:
     """Run `jobs` (a selection of the plan's included jobs) and record everything."""
     ctx = plan.context
     store = Store(ctx.project_dir)
@@ -48,8 +52,7 @@ def run_pipeline(plan: Plan, jobs: Sequence[PlannedJob], options: RunOptions,
     started = time.monotonic()
     cancel = threading.Event()
     results: dict[str, JobResult] = {}
-    emit(PipelineStarted(pipeline_id, tuple((j.name, j.stage, j.when) for j in jobs),
-                         str(record)))
+    emit(PipelineStarted(pipeline_id, tuple((j.name, j.stage, j.when) for j in jobs), str(record)))
     _write_record(record, plan, pipeline_id, "running", results, 0.0)
     for job in jobs:
         if job.job.unsupported:
@@ -58,13 +61,22 @@ def run_pipeline(plan: Plan, jobs: Sequence[PlannedJob], options: RunOptions,
     with _lock_snapshot(store, pipeline_id):
         snapshot = take_snapshot(ctx.project_dir, store, pipeline_id=pipeline_id, sha=ctx.sha)
         run_ctx = RunContext(
-            project_dir=ctx.project_dir, store=store, snapshot=snapshot,
+            project_dir=ctx.project_dir,
+            store=store,
+            snapshot=snapshot,
             pool=WorkspacePool(store, ctx.project_dir.name or "project"),
-            venvs=VenvFactory(user_cache_dir() / "virtualenv"), record_dir=record,
-            ref=ctx.ref, ref_is_tag=ctx.ref_is_tag, user_git_dir=_git_dir(ctx.project_dir),
-            emit=emit, user_variables=plan.user_variables, base_env=current_environment(),
-            python=options.python, default_timeout_s=options.timeout_s or 3600.0,
-            color=options.color, pip_cache_dir=user_cache_dir() / "pip",
+            venvs=VenvFactory(user_cache_dir() / "virtualenv"),
+            record_dir=record,
+            ref=ctx.ref,
+            ref_is_tag=ctx.ref_is_tag,
+            user_git_dir=_git_dir(ctx.project_dir),
+            emit=emit,
+            user_variables=plan.user_variables,
+            base_env=current_environment(),
+            python=options.python,
+            default_timeout_s=options.timeout_s or 3600.0,
+            color=options.color,
+            pip_cache_dir=user_cache_dir() / "pip",
             offline=options.offline,
             hooks=hooks_factory(store, pipeline_id) if hooks_factory else None,
         )
@@ -73,24 +85,37 @@ def run_pipeline(plan: Plan, jobs: Sequence[PlannedJob], options: RunOptions,
             results[result.name] = result
             emit(JobFinished(result))
 
-        scheduler = Scheduler(jobs, JobRunner(run_ctx), report,
-                              max_parallel=options.max_parallel, manual=options.manual,
-                              cancel_on_failure=options.cancel_on_failure, cancel=cancel)
+        scheduler = Scheduler(
+            jobs,
+            JobRunner(run_ctx),
+            report,
+            max_parallel=options.max_parallel,
+            manual=options.manual,
+            cancel_on_failure=options.cancel_on_failure,
+            cancel=cancel,
+        )
         interrupted = False
         try:
             with _interrupt_on_sigterm():
                 scheduler.run()
         except KeyboardInterrupt:
             interrupted = True
-    status = "canceled" if interrupted else pipeline_status(
-        (r.status, r.allow_failure) for r in results.values())
+    status = (
+        "canceled"
+        if interrupted
+        else pipeline_status((r.status, r.allow_failure) for r in results.values())
+    )
     if not results and not interrupted:
         status = "skipped"
     duration = time.monotonic() - started
     _write_record(record, plan, pipeline_id, status, results, duration)
-    result = RunResult(pipeline_id, status, tuple(results[j.name] for j in jobs
-                                                  if j.name in results),
-                       duration, str(record))
+    result = RunResult(
+        pipeline_id,
+        status,
+        tuple(results[j.name] for j in jobs if j.name in results),
+        duration,
+        str(record),
+    )
     emit(PipelineFinished(result))
     if interrupted:
         raise KeyboardInterrupt
@@ -123,37 +148,66 @@ def _interrupt_on_sigterm() -> Iterator[None]:
 
 def _git_dir(project_dir: Path) -> Path | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=project_dir,
-                             capture_output=True, text=True, check=False, timeout=30)
+        out = subprocess.run(
+            ["git", "rev-parse", "--absolute-git-dir"],
+            cwd=project_dir,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return Path(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip() else None
 
 
-def _write_record(record: Path, plan: Plan, pipeline_id: int, status: str,
-                  results: Mapping[str, JobResult], duration: float) -> None:
+def _write_record(
+    record: Path,
+    plan: Plan,
+    pipeline_id: int,
+    status: str,
+    results: Mapping[str, JobResult],
+    duration: float,
+) -> None:
     ctx = plan.context
-    atomic_write_json(record / "pipeline.json", {
-        "id": pipeline_id, "status": status, "ref": ctx.ref, "tag": ctx.ref_is_tag,
-        "sha": ctx.sha, "source": ctx.source, "duration_s": round(duration, 3),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "jobs": [job_json(r) for r in results.values()],
-    })
+    atomic_write_json(
+        record / "pipeline.json",
+        {
+            "id": pipeline_id,
+            "status": status,
+            "ref": ctx.ref,
+            "tag": ctx.ref_is_tag,
+            "sha": ctx.sha,
+            "source": ctx.source,
+            "duration_s": round(duration, 3),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "jobs": [job_json(r) for r in results.values()],
+        },
+    )
 
 
 def job_json(result: JobResult) -> dict[str, object]:
     """A job result in the `--json-report` shape."""
     out: dict[str, object] = {
-        "name": result.name, "stage": result.stage, "status": _report_status(result.status),
-        "allow_failure": result.allow_failure, "exit_code": result.exit_code,
-        "duration_s": round(result.duration_s, 3), "log": result.log,
+        "name": result.name,
+        "stage": result.stage,
+        "status": _report_status(result.status),
+        "allow_failure": result.allow_failure,
+        "exit_code": result.exit_code,
+        "duration_s": round(result.duration_s, 3),
+        "log": result.log,
     }
     if result.reason:
         out["reason"] = result.reason
     if result.tests is not None:
         t = result.tests
-        out["tests"] = {"passed": t.passed, "failed": t.failed, "skipped": t.skipped,
-                        "errors": t.errors, "failed_names": list(t.failed_names)}
+        out["tests"] = {
+            "passed": t.passed,
+            "failed": t.failed,
+            "skipped": t.skipped,
+            "errors": t.errors,
+            "failed_names": list(t.failed_names),
+        }
     if result.coverage is not None:
         out["coverage"] = result.coverage
     return out
@@ -161,4 +215,3 @@ def job_json(result: JobResult) -> dict[str, object]:
 
 def _report_status(status: Status) -> str:
     return "skipped" if status is Status.CREATED else status.value
-

@@ -25,8 +25,9 @@ def _job_json(plan: Plan, job: PlannedJob) -> dict[str, Any]:
         "allow_failure": job.allow_failure.as_json(),
     }
     if job.needs is not None:
-        out["needs"] = [{"job": n.job, "artifacts": n.artifacts, "optional": n.optional}
-                        for n in job.needs]
+        out["needs"] = [
+            {"job": n.job, "artifacts": n.artifacts, "optional": n.optional} for n in job.needs
+        ]
     out["reason"] = job.reason if plan.created or not job.included else plan.workflow_reason
     return out
 
@@ -36,8 +37,10 @@ def print_list(plan: Plan, *, show_all: bool, console: Console | None = None) ->
     console = console or Console(highlight=False)
     ctx = plan.context
     kind = "tag" if ctx.ref_is_tag else "branch"
-    console.print(f"Pipeline for {kind} [bold]{ctx.ref}[/] ({ctx.source})"
-                  + (f": {plan.name}" if plan.name else ""))
+    console.print(
+        f"Pipeline for {kind} [bold]{ctx.ref}[/] ({ctx.source})"
+        + (f": {plan.name}" if plan.name else "")
+    )
     if not plan.created:
         console.print(f"[yellow]No pipeline is created:[/] {plan.workflow_reason}")
         if not show_all:
@@ -64,8 +67,13 @@ def _row(plan: Plan, job: PlannedJob, show_all: bool) -> list[str]:
     included = job.included and plan.created
     when = job.when if included else "never"
     allow = job.allow_failure
-    allow_text = (f"exit codes {', '.join(map(str, allow.exit_codes))}" if allow.exit_codes
-                  else "yes" if allow.allowed else "")
+    allow_text = (
+        f"exit codes {', '.join(map(str, allow.exit_codes))}"
+        if allow.exit_codes
+        else "yes"
+        if allow.allowed
+        else ""
+    )
     if job.needs is None:
         needs = ""
     else:

@@ -39,11 +39,16 @@ class PlainReporter:
         if isinstance(event, PipelineStarted):
             self.width = min(30, max((len(n) for n, _, _ in event.jobs), default=8))
             if self.verbosity:
-                self.console.print(f"Pipeline #{event.pipeline_id}: {len(event.jobs)} job(s); "
-                                   f"records in {event.record_dir}")
+                self.console.print(
+                    f"Pipeline #{event.pipeline_id}: {len(event.jobs)} job(s); "
+                    f"records in {event.record_dir}"
+                )
         elif isinstance(event, JobStarted):
-            self._line(event.name, f"started (stage {event.stage})"
-                       + (f", attempt {event.attempt}" if event.attempt > 1 else ""))
+            self._line(
+                event.name,
+                f"started (stage {event.stage})"
+                + (f", attempt {event.attempt}" if event.attempt > 1 else ""),
+            )
         elif isinstance(event, JobOutput):
             if self.verbosity >= 1:
                 self._line(event.name, event.line)

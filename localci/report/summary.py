@@ -22,8 +22,10 @@ STATUS_TEXT = {
     Status.RUNNING: ("running", "blue"),
 }
 PIPELINE_TEXT = {
-    "success": ("passed", "green"), "failed": ("failed", "red"),
-    "canceled": ("canceled", "magenta"), "blocked": ("blocked (waiting for a manual job)", "yellow"),
+    "success": ("passed", "green"),
+    "failed": ("failed", "red"),
+    "canceled": ("canceled", "magenta"),
+    "blocked": ("blocked (waiting for a manual job)", "yellow"),
     "skipped": ("skipped (no job ran)", "dim"),
 }
 
@@ -57,13 +59,21 @@ def _tail(path: Path, count: int) -> list[str]:
 def summary_table(jobs: Sequence[JobResult]) -> Table:
     table = Table(pad_edge=False, show_edge=True)
     for column in ("job", "stage", "status", "duration", "tests", "coverage"):
-        table.add_column(column, justify="right" if column in ("duration", "coverage") else
-                         "left", overflow="fold")
+        table.add_column(
+            column,
+            justify="right" if column in ("duration", "coverage") else "left",
+            overflow="fold",
+        )
     for job in jobs:
         label, style = status_label(job)
-        table.add_row(job.name, job.stage, Text(label, style=style),
-                      f"{job.duration_s:.1f}s" if job.attempts else "",
-                      _tests(job), f"{job.coverage:g}%" if job.coverage is not None else "")
+        table.add_row(
+            job.name,
+            job.stage,
+            Text(label, style=style),
+            f"{job.duration_s:.1f}s" if job.attempts else "",
+            _tests(job),
+            f"{job.coverage:g}%" if job.coverage is not None else "",
+        )
     return table
 
 
@@ -90,7 +100,12 @@ def print_summary(console: Console, result: RunResult) -> None:
             for name in job.tests.failed_names[:20]:
                 console.print(Text(f"  - {name}"))
     label, style = PIPELINE_TEXT.get(result.status, (result.status, ""))
-    console.print(Text.assemble(f"Pipeline #{result.pipeline_id} ", (label, f"bold {style}"),
-                                f" in {result.duration_s:.1f}s"))
+    console.print(
+        Text.assemble(
+            f"Pipeline #{result.pipeline_id} ",
+            (label, f"bold {style}"),
+            f" in {result.duration_s:.1f}s",
+        )
+    )
     if any(j.status is Status.FAILED for j in result.jobs):
         console.print(Text("see a job's log: localci logs JOB", style="dim"))
