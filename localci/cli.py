@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -421,6 +419,9 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _internal_error() -> int:
+    import tempfile
+    import traceback
+
     text = f"localci {__version__}, Python {sys.version.split()[0]}\n{traceback.format_exc()}"
     log = Path(tempfile.gettempdir()) / f"localci-crash-{os.getpid()}.log"
     try:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from localci.plan.model import Plan, PlannedJob
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def list_json(plan: Plan) -> list[dict[str, Any]]:
@@ -34,6 +34,9 @@ def _job_json(plan: Plan, job: PlannedJob) -> dict[str, Any]:
 
 def print_list(plan: Plan, *, show_all: bool, console: Console | None = None) -> None:
     """A table grouped by stage: job, when, allow_failure, needs (and the reason with --all)."""
+    from rich.console import Console
+    from rich.table import Table
+
     console = console or Console(highlight=False)
     ctx = plan.context
     kind = "tag" if ctx.ref_is_tag else "branch"
