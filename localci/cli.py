@@ -291,7 +291,8 @@ def run_command(
     plan = _plan(loaded)
     console = _console(color)
     if not plan.created:
-        console.print(f"No pipeline is created for {plan.context.ref}: {plan.workflow_reason}")
+        console.print(f"No pipeline is created for {plan.context.ref}: {plan.workflow_reason}",
+                      markup=False)
         return
     selection = select_jobs(plan, stages=stages, names=job_names, with_needs=with_needs)
     jobs = list(selection.ordered())

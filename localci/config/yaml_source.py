@@ -17,6 +17,11 @@ from localci.errors import ConfigError, Location, Problem
 
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 MAX_NODES = 1_000_000
+# GitLab's own limit (Gitlab::Config::Loader::Yaml MAX_YAML_DEPTH); also keeps recursion bounded.
+MAX_DEPTH = 100
+# Values a document may hold once aliases are expanded: an alias is counted every time it is
+# used, as everything after loading (merging, !reference, flattening, printing) copies it.
+MAX_EXPANDED = 1_000_000
 
 
 class LocDict(dict[str, Any]):
@@ -91,7 +96,13 @@ class _Loader(_Base):  # type: ignore[valid-type,misc]
                     hint="split the configuration; GitLab limits configuration size too",
                 )
             )
-        return super().compose_node(parent, index)
+        node: Node | None = super().compose_node(parent, index)
+        return node
+
+    def construct_document(self, node: Node) -> Any:
+        # libyaml composes in C, so the node graph is checked here, before anything is built.
+        _check_node_graph(self, node)
+        return super().construct_document(node)
 
 
 def _flatten_merge_keys(loader: _Loader, node: MappingNode) -> None:
@@ -225,7 +236,7 @@ def load_documents(text: str, display_name: str) -> tuple[list[Any], list[str]]:
     loader.warnings = []
     docs: list[Any] = []
     try:
-        while loader.check_data():  # type: ignore[no-untyped-call]
+        while loader.check_data():
             docs.append(loader.get_data())
     except yaml.MarkedYAMLError as exc:
         raise ConfigError(_yaml_problem(exc, display_name)) from None
@@ -241,6 +252,59 @@ def load_documents(text: str, display_name: str) -> tuple[list[Any], list[str]]:
     finally:
         loader.dispose()
     return docs, loader.warnings
+
+
+def _check_node_graph(loader: _Loader, root: Node) -> None:
+    """Refuse deep nesting and alias bombs ("billion laughs") before anything expands them.
+
+    An alias is the same node as its anchor, so walking the graph counts it every time it is
+    used; the walk stops as soon as a limit is passed.
+    """
+    parts: list[tuple[Node | None, Node]]
+    if isinstance(root, MappingNode):
+        parts, depth = list(root.value), 1
+    else:
+        parts, depth = [(None, root)], 0
+    budget = MAX_EXPANDED
+    for key, value in parts:
+        budget -= _walk_nodes(loader, value, depth, budget)
+        if budget < 0:
+            subject = f"`{key.value}`" if isinstance(key, ScalarNode) else "the document"
+            raise ConfigError(
+                Problem(
+                    f"{subject} holds more than {MAX_EXPANDED:,} values once its YAML "
+                    "aliases are expanded",
+                    loader._loc(key if key is not None else value),
+                    hint="aliases of aliases multiply; GitLab rejects YAML this big",
+                )
+            )
+
+
+def _walk_nodes(loader: _Loader, node: Node, parents: int, limit: int) -> int:
+    """How many nodes `node` holds with aliases expanded (stops past `limit`); checks that
+    no collection is nested in more than MAX_DEPTH - 1 others (`parents` enclose `node`)."""
+    count = 0
+    stack: list[tuple[Node, int]] = [(node, parents)]
+    while stack and count <= limit:
+        item, depth = stack.pop()
+        count += 1
+        if isinstance(item, ScalarNode):
+            continue
+        if depth >= MAX_DEPTH:
+            raise ConfigError(
+                Problem(
+                    f"the YAML is nested more than {MAX_DEPTH} levels deep",
+                    loader._loc(item),
+                    hint="GitLab rejects YAML nested this deeply (so does an anchor used "
+                    "inside itself)",
+                )
+            )
+        if isinstance(item, SequenceNode):
+            stack.extend((child, depth + 1) for child in item.value)
+        elif isinstance(item, MappingNode):
+            for key, value in item.value:
+                stack.extend(((key, depth + 1), (value, depth + 1)))
+    return count
 
 
 def _yaml_problem(exc: yaml.MarkedYAMLError, display_name: str) -> Problem:

@@ -8,6 +8,7 @@ from localci.plan.model import Plan, PlannedJob
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
 
 def list_json(plan: Plan) -> list[dict[str, Any]]:
@@ -36,16 +37,16 @@ def print_list(plan: Plan, *, show_all: bool, console: Console | None = None) ->
     """A table grouped by stage: job, when, allow_failure, needs (and the reason with --all)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = console or Console(highlight=False)
     ctx = plan.context
     kind = "tag" if ctx.ref_is_tag else "branch"
-    console.print(
-        f"Pipeline for {kind} [bold]{ctx.ref}[/] ({ctx.source})"
-        + (f": {plan.name}" if plan.name else "")
-    )
+    console.print(Text.assemble("Pipeline for ", kind, " ", (ctx.ref, "bold"),
+                                f" ({ctx.source})", f": {plan.name}" if plan.name else ""))
     if not plan.created:
-        console.print(f"[yellow]No pipeline is created:[/] {plan.workflow_reason}")
+        console.print(Text.assemble(("No pipeline is created: ", "yellow"),
+                                    plan.workflow_reason))
         if not show_all:
             return
     table = Table(show_lines=False, pad_edge=False)
@@ -66,7 +67,9 @@ def _ordered(plan: Plan, show_all: bool) -> list[PlannedJob]:
     return sorted(jobs, key=lambda j: j.stage_index)
 
 
-def _row(plan: Plan, job: PlannedJob, show_all: bool) -> list[str]:
+def _row(plan: Plan, job: PlannedJob, show_all: bool) -> list[Text]:
+    from rich.text import Text
+
     included = job.included and plan.created
     when = job.when if included else "never"
     allow = job.allow_failure
@@ -81,7 +84,9 @@ def _row(plan: Plan, job: PlannedJob, show_all: bool) -> list[str]:
         needs = ""
     else:
         needs = ", ".join(n.job + ("?" if n.optional else "") for n in job.needs) or "[] (none)"
-    row = [job.stage, job.name if included else f"[dim]{job.name}[/]", when, allow_text, needs]
+    # Text, not markup: job names like `test: [3.11]` and reasons contain brackets.
+    row = [Text(job.stage), Text(job.name, style="" if included else "dim"), Text(when),
+           Text(allow_text), Text(needs)]
     if show_all:
-        row.append(job.reason)
+        row.append(Text(job.reason))
     return row
