@@ -347,14 +347,19 @@ def _execute(
     from localci.execute.pipeline import run_pipeline
     from localci.report.plain import PlainReporter
 
-    reporter = PlainReporter(console, verbosity=verbosity)
     try:
         from localci.execute.transfer import TransferHooks
     except ImportError:  # pragma: no cover - during development of the cache module
         hooks = None
     else:
         hooks = TransferHooks
-    return run_pipeline(plan, jobs, options, reporter, hooks_factory=hooks)
+    if plain or not console.is_terminal or console.is_dumb_terminal:
+        reporter = PlainReporter(console, verbosity=verbosity)
+        return run_pipeline(plan, jobs, options, reporter, hooks_factory=hooks)
+    from localci.report.live import LiveReporter
+
+    with LiveReporter(console, verbosity=verbosity) as live:
+        return run_pipeline(plan, jobs, options, live, hooks_factory=hooks)
 
 
 def _write_report(path: Path, result: RunResult) -> None:
@@ -386,6 +391,57 @@ def logs(opts: Options, /, job: str | None, pipeline_id: int | None) -> None:
             click.echo(f"{entry['name']:<30} {entry['status']:<10} {entry.get('log') or ''}")
         return
     click.echo(job_log(record, job), nl=False)
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text",
+              show_default=True)
+@click.option("--stage-edges", is_flag=True,
+              help="mermaid/dot: also draw stage order for jobs without needs.")
+@context_options
+@click.pass_obj
+def graph(opts: Options, /, fmt: str, stage_edges: bool, **kwargs: Any) -> None:
+    """The pipeline's stages, jobs and needs: a table, or Mermaid / Graphviz DOT source."""
+    from localci.report.graph import render_graph
+
+    render_graph(_plan(_load(opts, kwargs)), fmt, _console(None), stage_edges=stage_edges)
+
+
+HOOKS = click.Choice(["pre-push", "pre-commit"])
+
+
+@cli.group()
+def hook() -> None:
+    """Run the pipeline before every push (a git hook)."""
+
+
+@hook.command("install")
+@click.argument("job_names", nargs=-1, metavar="[JOB]...")
+@click.option("--stage", "stages", multiple=True, help="Only this stage; repeatable.")
+@click.option("--hook", "hook_name", type=HOOKS, default="pre-push", show_default=True)
+@click.option("--force", is_flag=True,
+              help="Replace a foreign hook (kept as <hook>.local-backup, run first).")
+@click.pass_obj
+def hook_install(opts: Options, /, job_names: tuple[str, ...], stages: tuple[str, ...],
+                 hook_name: str, force: bool) -> None:
+    """Install a git hook that runs the pipeline (or some stages/jobs) for the pushed branch."""
+    from localci.hooks import install_hook
+
+    path = install_hook(opts.directory, stages=stages, jobs=job_names, hook=hook_name,
+                        force=force)
+    click.echo(f"installed {path}; skip it once with `git push --no-verify`")
+
+
+@hook.command("uninstall")
+@click.option("--hook", "hook_name", type=HOOKS, default="pre-push", show_default=True)
+@click.pass_obj
+def hook_uninstall(opts: Options, /, hook_name: str) -> None:
+    """Remove localci's hook (a hook localci did not write is left alone)."""
+    from localci.hooks import uninstall_hook
+
+    done = uninstall_hook(opts.directory, hook_name)
+    click.echo(f"removed localci's {hook_name} hook" if done
+               else f"no {hook_name} hook of localci's here")
 
 
 def main(argv: list[str] | None = None) -> None:

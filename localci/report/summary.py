@@ -31,7 +31,7 @@ PIPELINE_TEXT = {
 
 
 def status_label(result: JobResult) -> tuple[str, str]:
-    if result.failed_allowed:
+    if result.failed_allowed and result.status is Status.FAILED:
         return ("failed (allowed)", "yellow")
     return STATUS_TEXT[result.status]
 
