@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from localci.config import load_pipeline
+from localci.config.external import IncludeOptions, external_source
 from localci.config.model import Pipeline
 from localci.errors import UsageError
 from localci.globs import fnmatch_ruby
@@ -40,6 +41,9 @@ class ContextOptions:
     variables: Sequence[str] = ()
     variables_file: Path | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+    includes: IncludeOptions = field(default_factory=IncludeOptions)
+    # Told about every include fetched from the network (what, from where).
+    notify: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,10 @@ def load(directory: Path, config_file: str, options: ContextOptions) -> Loaded:
         paths = changed_paths(ctx, compare_to)
         return paths is None or any(fnmatch_ruby(p, f) for p in patterns for f in paths)
 
-    pipeline = load_pipeline(directory, config_file, variables=include_vars, changed=changed)
+    external = external_source(directory, options.includes, notify=options.notify)
+    pipeline = load_pipeline(
+        directory, config_file, variables=include_vars, changed=changed, external=external
+    )
     return Loaded(pipeline, ctx, user)
 
 

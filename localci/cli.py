@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from localci.app import ContextOptions, Loaded
+    from localci.config.model import Pipeline
     from localci.execute.pipeline import RunOptions
     from localci.execute.results import RunResult
     from localci.plan.model import Plan, PlannedJob
@@ -81,6 +82,33 @@ SOURCES = (
 )
 
 
+def include_options(func: F) -> F:
+    """How includes from outside the repository are read; shared by lint and context_options."""
+    options = [
+        click.option(
+            "--offline",
+            is_flag=True,
+            help="Never use the network: includes only from localci's cache "
+            "(and pip only from its cache in `run`).",
+        ),
+        click.option(
+            "--refresh-includes",
+            is_flag=True,
+            help="Fetch remote, template, project and component includes again.",
+        ),
+        click.option(
+            "--include-map",
+            multiple=True,
+            metavar="PROJECT=DIR",
+            help="Read includes of PROJECT (group/project, host/group/project or a host) "
+            "from the local directory DIR; repeatable.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def context_options(func: F) -> F:
     """The options that choose what pipeline to simulate; shared by list/explain/run/graph."""
     options = [
@@ -118,7 +146,18 @@ def context_options(func: F) -> F:
     ]
     for option in reversed(options):
         func = option(func)
-    return func
+    return include_options(func)
+
+
+def _include_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    from localci.config.external import IncludeOptions
+
+    includes = IncludeOptions(
+        offline=kwargs.pop("offline"),
+        refresh=kwargs.pop("refresh_includes"),
+        mapping=tuple(kwargs.pop("include_map")),
+    )
+    return {"includes": includes, "notify": lambda message: _echo_err(f"localci: {message}")}
 
 
 def _context(kwargs: dict[str, Any]) -> ContextOptions:
@@ -134,6 +173,7 @@ def _context(kwargs: dict[str, Any]) -> ContextOptions:
         mr_target=kwargs.pop("mr_target"),
         changes_since=kwargs.pop("changes_since"),
         protected=kwargs.pop("protected"),
+        **_include_options(kwargs),
     )
 
 
@@ -154,13 +194,14 @@ def _plan(loaded: Loaded) -> Plan:
 
 @cli.command()
 @click.option("--strict", is_flag=True, help="Treat schema warnings as errors.")
+@include_options
 @click.pass_obj
-def lint(opts: Options, /, strict: bool) -> None:
+def lint(opts: Options, /, strict: bool, **kwargs: Any) -> None:
     """Validate the configuration: exit 0 with a summary, or 3 with every error."""
     from localci.app import ContextOptions, load
     from localci.config.schema import schema_warnings
 
-    pipeline = load(opts.directory, opts.file, ContextOptions()).pipeline
+    pipeline = load(opts.directory, opts.file, ContextOptions(**_include_options(kwargs))).pipeline
     findings = [*pipeline.warnings, *schema_warnings(opts.directory, pipeline.files)]
     for finding in findings:
         _echo_err(f"warning: {finding}")
@@ -177,18 +218,30 @@ def lint(opts: Options, /, strict: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+@click.option(
+    "--origins", is_flag=True, help="Show where each job and keyword came from (file, include)."
+)
 @context_options
 @click.pass_obj
-def config(opts: Options, /, as_json: bool, **kwargs: Any) -> None:
+def config(opts: Options, /, as_json: bool, origins: bool, **kwargs: Any) -> None:
     """Print the merged configuration (includes, extends, !reference and default resolved)."""
     pipeline = _load(opts, kwargs).pipeline
-    if as_json:
+    if origins:
+        _print_origins(pipeline)
+    elif as_json:
         click.echo(json.dumps(pipeline.merged, indent=2))
     else:
         click.echo(
             yaml.safe_dump(dict(pipeline.merged), sort_keys=False, allow_unicode=True, width=100),
             nl=False,
         )
+
+
+def _print_origins(pipeline: Pipeline) -> None:
+    width = max((len(key) for key in pipeline.origins), default=0)
+    for key, trail in pipeline.origins.items():
+        where, *via = (str(loc) for loc in trail)
+        click.echo(f"{key:<{width}}  {where}" + "".join(f"  <- {v}" for v in via))
 
 
 @cli.command("list")
@@ -250,7 +303,6 @@ def explain(opts: Options, /, job: str, **kwargs: Any) -> None:
     metavar="DURATION",
     help="Default job timeout (default 1h; a job's `timeout:` wins).",
 )
-@click.option("--offline", is_flag=True, help="pip installs only from its cache (no network).")
 @click.option("--dry-run", is_flag=True, help="Show what would run; run nothing.")
 @click.option(
     "--json-report",
@@ -273,7 +325,6 @@ def run_command(
     max_parallel: int,
     python: str | None,
     timeout: str | None,
-    offline: bool,
     dry_run: bool,
     json_report: Path | None,
     verbose: bool,
@@ -287,6 +338,7 @@ def run_command(
     from localci.execute.pipeline import RunOptions
     from localci.plan import select_jobs
 
+    offline = bool(kwargs["offline"])
     loaded = _load(opts, kwargs)
     plan = _plan(loaded)
     console = _console(color)

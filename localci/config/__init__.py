@@ -6,14 +6,17 @@ A pure function of the files read (plus the few variables GitLab allows in `incl
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from localci.config.build import build_pipeline
 from localci.config.includes import (
     DirectorySource,
+    ExternalSource,
     FileSource,
     IncludeContext,
     MemorySource,
+    key_origins,
     load_file,
 )
 from localci.config.model import Pipeline
@@ -28,8 +31,12 @@ def load_pipeline(
     *,
     variables: Mapping[str, str] | None = None,
     changed: Callable[[Sequence[str], str | None], bool] | None = None,
+    external: ExternalSource | None = None,
 ) -> Pipeline:
-    """Load `config_file` (relative to `project_dir`) with everything it includes."""
+    """Load `config_file` (relative to `project_dir`) with everything it includes.
+
+    Includes from outside the repository are read through `external` (None: they are errors).
+    """
     path = project_dir / config_file
     if path.is_dir():
         raise ConfigError(
@@ -48,7 +55,7 @@ def load_pipeline(
         )
     source = DirectorySource(project_dir)
     rel = Path(config_file).as_posix().lstrip("/")
-    return _load(source, rel, variables, changed)
+    return _load(source, rel, variables, changed, external)
 
 
 def load_pipeline_from_text(
@@ -56,7 +63,7 @@ def load_pipeline_from_text(
 ) -> Pipeline:
     """Load a configuration given as text (with optional extra files for includes)."""
     source = MemorySource({**(files or {}), ".gitlab-ci.yml": text})
-    return _load(source, ".gitlab-ci.yml", variables, None)
+    return _load(source, ".gitlab-ci.yml", variables, None, None)
 
 
 def _load(
@@ -64,8 +71,11 @@ def _load(
     root: str,
     variables: Mapping[str, str] | None,
     changed: Callable[[Sequence[str], str | None], bool] | None,
+    external: ExternalSource | None,
 ) -> Pipeline:
-    ctx = IncludeContext(source=source, variables=dict(variables or {}), changed=changed)
+    ctx = IncludeContext(
+        source=source, variables=dict(variables or {}), changed=changed, external=external
+    )
     try:
         merged = load_file(ctx, root)
     except ConfigError as exc:
@@ -78,4 +88,5 @@ def _load(
         ) from None
     if ctx.problems:
         raise ConfigError(ctx.problems)
-    return build_pipeline(merged, tuple(ctx.files), ctx.warnings)
+    pipeline = build_pipeline(merged, tuple(ctx.files), ctx.warnings)
+    return replace(pipeline, origins=key_origins(ctx, merged))

@@ -13,12 +13,39 @@ from localci.config.model import DEFAULT_STAGES, Job, Pipeline, Workflow
 from localci.config.yaml_source import LocDict, location_of
 from localci.errors import ConfigError, Location, Problem
 
-GLOBAL_KEYS = frozenset({"default", "include", "before_script", "image", "services",
-                         "after_script", "variables", "stages", "types", "cache", "workflow",
-                         "spec"})
-DEFAULT_KEYS = frozenset({"after_script", "artifacts", "before_script", "cache", "hooks",
-                          "id_tokens", "identity", "image", "interruptible", "retry", "services",
-                          "tags", "timeout"})
+GLOBAL_KEYS = frozenset(
+    {
+        "default",
+        "include",
+        "before_script",
+        "image",
+        "services",
+        "after_script",
+        "variables",
+        "stages",
+        "types",
+        "cache",
+        "workflow",
+        "spec",
+    }
+)
+DEFAULT_KEYS = frozenset(
+    {
+        "after_script",
+        "artifacts",
+        "before_script",
+        "cache",
+        "hooks",
+        "id_tokens",
+        "identity",
+        "image",
+        "interruptible",
+        "retry",
+        "services",
+        "tags",
+        "timeout",
+    }
+)
 LEGACY_GLOBALS = ("image", "services", "cache", "before_script", "after_script")
 SCRIPT_KEYS = ("before_script", "script", "after_script")
 
@@ -45,13 +72,25 @@ def build_pipeline(config: LocDict, files: tuple[str, ...], warnings: list[str])
         merged_jobs[name] = _merged_view(raw, job)
     _check_job_references(jobs, stages, problems)
     if not jobs and not problems:
-        problems.append(Problem("the configuration should contain at least one visible job",
-                                config.loc, hint="add a job with a `script:`"))
+        problems.append(
+            Problem(
+                "the configuration should contain at least one visible job",
+                config.loc,
+                hint="add a job with a `script:`",
+            )
+        )
     if problems:
         raise ConfigError(problems)
     merged = _merged_root(config, stages, merged_jobs)
-    return Pipeline(stages=stages, variables=variables, workflow=workflow, jobs=tuple(jobs),
-                    files=files, merged=merged, warnings=tuple(warnings))
+    return Pipeline(
+        stages=stages,
+        variables=variables,
+        workflow=workflow,
+        jobs=tuple(jobs),
+        files=files,
+        merged=merged,
+        warnings=tuple(warnings),
+    )
 
 
 def _stages(root: Reader) -> tuple[str, ...]:
@@ -86,30 +125,45 @@ def _workflow(root: Reader) -> Workflow:
     on_failure = "none"
     auto_cancel = reader.mapping_of("auto_cancel")
     if auto_cancel is not None:
-        on_failure = reader.child("auto_cancel", auto_cancel).choice(
-            "on_job_failure", ("none", "all"), "none") or "none"
+        on_failure = (
+            reader.child("auto_cancel", auto_cancel).choice(
+                "on_job_failure", ("none", "all"), "none"
+            )
+            or "none"
+        )
     return Workflow(rules=rules, name=reader.string("name"), on_job_failure=on_failure)
 
 
-def _job_mapping(name: str, value: Any, config: LocDict, problems: list[Problem],
-                 defaults: Mapping[str, Any]) -> dict[str, Any] | None:
+def _job_mapping(
+    name: str, value: Any, config: LocDict, problems: list[Problem], defaults: Mapping[str, Any]
+) -> dict[str, Any] | None:
     where = config.where(name)
     if not isinstance(value, dict):
-        problems.append(Problem(f"should be a mapping with a `script:`, not {describe(value)}",
-                                where, job=name,
-                                hint="indent the job's keywords under its name"))
+        problems.append(
+            Problem(
+                f"should be a mapping with a `script:`, not {describe(value)}",
+                where,
+                job=name,
+                hint="indent the job's keywords under its name",
+            )
+        )
         return None
     if not any(k in value for k in ("script", "trigger", "run")):
-        problems.append(Problem(
-            "config should implement the script:, run:, or trigger: keyword", where, job=name,
-            hint="add `script:` (or make it a template by starting its name with a dot)",
-        ))
+        problems.append(
+            Problem(
+                "config should implement the script:, run:, or trigger: keyword",
+                where,
+                job=name,
+                hint="add `script:` (or make it a template by starting its name with a dot)",
+            )
+        )
         return None
     return _apply_defaults(name, value, defaults, problems)
 
 
-def _apply_defaults(name: str, job: dict[str, Any], defaults: Mapping[str, Any],
-                    problems: list[Problem]) -> dict[str, Any]:
+def _apply_defaults(
+    name: str, job: dict[str, Any], defaults: Mapping[str, Any], problems: list[Problem]
+) -> dict[str, Any]:
     inherit = job.get("inherit") if isinstance(job.get("inherit"), dict) else {}
     allowed = inherit.get("default", True) if inherit else True
     merged = LocDict(job, loc=location_of(job))
@@ -131,8 +185,14 @@ def _inherits(allowed: Any, key: str) -> bool:
     return True
 
 
-def _job(name: str, raw: dict[str, Any], stages: tuple[str, ...], problems: list[Problem],
-         warnings: list[str], where: Location | None) -> Job:
+def _job(
+    name: str,
+    raw: dict[str, Any],
+    stages: tuple[str, ...],
+    problems: list[Problem],
+    warnings: list[str],
+    where: Location | None,
+) -> Job:
     reader = Reader(raw, name, "", problems, where, warnings)
     reader.unknown_keys(kw.JOB_KEYS, f"jobs:{name} config")
     stage = _job_stage(reader, stages)
@@ -143,9 +203,11 @@ def _job_stage(reader: Reader, stages: tuple[str, ...]) -> str:
     stage = reader.string("stage") or reader.string("type") or "test"
     if stage not in stages:
         available = ", ".join(stages)
-        reader.fail("stage" if "stage" in reader.mapping else "script",
-                    f"chosen stage {stage!r} does not exist; available stages are {available}",
-                    hint=f"add {stage!r} to `stages:` or pick one of the listed stages")
+        reader.fail(
+            "stage" if "stage" in reader.mapping else "script",
+            f"chosen stage {stage!r} does not exist; available stages are {available}",
+            hint=f"add {stage!r} to `stages:` or pick one of the listed stages",
+        )
     return stage
 
 
@@ -156,14 +218,22 @@ def _merged_view(raw: Mapping[str, Any], job: Job) -> dict[str, Any]:
         if key in ("extends", "stage", "type"):
             continue
         if key in SCRIPT_KEYS:
-            out[key] = flatten_commands(value) if isinstance(value, list) else [value]
+            out[key] = _flat_script(value)
         else:
             out[key] = plain(value)
     return out
 
 
-def _merged_root(config: LocDict, stages: tuple[str, ...],
-                 jobs: dict[str, Any]) -> dict[str, Any]:
+def _flat_script(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        return [plain(value)]
+    try:
+        return [plain(item) for item in flatten_commands(value)]
+    except ValueError:  # nested too deeply: already reported by the job's reader
+        return [plain(value)]
+
+
+def _merged_root(config: LocDict, stages: tuple[str, ...], jobs: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"stages": list(stages)}
     for key in ("variables", "workflow", "default"):
         if key in config:
@@ -183,9 +253,9 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
-
-def _check_job_references(jobs: list[Job], stages: tuple[str, ...],
-                          problems: list[Problem]) -> None:
+def _check_job_references(
+    jobs: list[Job], stages: tuple[str, ...], problems: list[Problem]
+) -> None:
     """needs/dependencies must name jobs of the current or earlier stages (GitLab validation)."""
     stage_of = {job.name: stages.index(job.stage) for job in jobs if job.stage in stages}
     for job in jobs:
@@ -197,21 +267,41 @@ def _check_job_references(jobs: list[Job], stages: tuple[str, ...],
                 continue
             _check_target(job, "needs", need.job, stage_of, here, problems, same_stage_ok=True)
         for name in job.dependencies or ():
-            _check_target(job, "dependencies", name, stage_of, here, problems,
-                          same_stage_ok=False)
+            _check_target(job, "dependencies", name, stage_of, here, problems, same_stage_ok=False)
 
 
-def _check_target(job: Job, key: str, target: str, stage_of: Mapping[str, int], here: int,
-                  problems: list[Problem], *, same_stage_ok: bool) -> None:
+def _check_target(
+    job: Job,
+    key: str,
+    target: str,
+    stage_of: Mapping[str, int],
+    here: int,
+    problems: list[Problem],
+    *,
+    same_stage_ok: bool,
+) -> None:
     index = stage_of.get(_base_name(target, stage_of))
     if index is None:
-        problems.append(Problem(f"{key} names {target!r}, which is not defined", job.location,
-                                job=job.name, path=key, hint="fix the job name"))
+        problems.append(
+            Problem(
+                f"{key} names {target!r}, which is not defined",
+                job.location,
+                job=job.name,
+                path=key,
+                hint="fix the job name",
+            )
+        )
     elif index > here or (index == here and not same_stage_ok):
         where = "current or prior stages" if same_stage_ok else "prior stages"
-        problems.append(Problem(f"{key}: {target!r} is not defined in {where}", job.location,
-                                job=job.name, path=key,
-                                hint=f"{target!r} runs in a later stage; move one of the jobs"))
+        problems.append(
+            Problem(
+                f"{key}: {target!r} is not defined in {where}",
+                job.location,
+                job=job.name,
+                path=key,
+                hint=f"{target!r} runs in a later stage; move one of the jobs",
+            )
+        )
 
 
 def _base_name(name: str, known: Mapping[str, int]) -> str:

@@ -33,12 +33,19 @@ class Reader:
         return f"{self.prefix}{key}" if self.prefix else key
 
     def fail(self, key: str, message: str, hint: str | None = None) -> None:
-        self.problems.append(Problem(message, self.where(key), job=self.job,
-                                     path=self.path(key), hint=hint))
+        self.problems.append(
+            Problem(message, self.where(key), job=self.job, path=self.path(key), hint=hint)
+        )
 
     def child(self, key: str, mapping: dict[str, Any], suffix: str = "") -> Reader:
-        return Reader(mapping, self.job, f"{self.path(key)}{suffix}:", self.problems,
-                      self.where(key), self.warnings)
+        return Reader(
+            mapping,
+            self.job,
+            f"{self.path(key)}{suffix}:",
+            self.problems,
+            self.where(key),
+            self.warnings,
+        )
 
     def get(self, key: str) -> Any:
         return self.mapping.get(key)
@@ -61,7 +68,9 @@ class Reader:
             return default
         return value
 
-    def choice(self, key: str, allowed: tuple[str, ...], default: T | None = None) -> str | T | None:
+    def choice(
+        self, key: str, allowed: tuple[str, ...], default: T | None = None
+    ) -> str | T | None:
         value = self.string(key)
         if value is None:
             return default
@@ -92,11 +101,15 @@ class Reader:
         for index, item in enumerate(items):
             if isinstance(item, (dict, list)) or item is None:
                 where = value.where(index) if isinstance(value, LocList) else self.where(key)
-                self.problems.append(Problem(
-                    f"item {index + 1} should be a string, not {describe(item)}", where,
-                    job=self.job, path=self.path(key),
-                    hint="quote lines that contain `: ` or start with special characters",
-                ))
+                self.problems.append(
+                    Problem(
+                        f"item {index + 1} should be a string, not {describe(item)}",
+                        where,
+                        job=self.job,
+                        path=self.path(key),
+                        hint="quote lines that contain `: ` or start with special characters",
+                    )
+                )
                 continue
             out.append(scalar_text(item))
         return tuple(out)
@@ -119,11 +132,15 @@ class Reader:
     def unknown_keys(self, allowed: set[str] | frozenset[str], what: str) -> None:
         unknown = [k for k in self.mapping if k not in allowed]
         if unknown:
-            self.problems.append(Problem(
-                f"{what} contains unknown keys: {', '.join(unknown)}",
-                self.where(unknown[0]), job=self.job, path=self.prefix.rstrip(":") or None,
-                hint=f"allowed keys: {', '.join(sorted(allowed))}",
-            ))
+            self.problems.append(
+                Problem(
+                    f"{what} contains unknown keys: {', '.join(unknown)}",
+                    self.where(unknown[0]),
+                    job=self.job,
+                    path=self.prefix.rstrip(":") or None,
+                    hint=f"allowed keys: {', '.join(sorted(allowed))}",
+                )
+            )
 
 
 def scalar_text(value: Any) -> str:

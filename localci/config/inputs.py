@@ -13,7 +13,11 @@ from localci.errors import Location, Problem
 BLOCK = re.compile(r"\$\[\[\s*(.*?)\s*\]\]")
 MAX_BLOCK = 1024
 INPUT_TYPES: dict[str, type | tuple[type, ...]] = {
-    "string": str, "number": (int, float), "boolean": bool, "array": list}
+    "string": str,
+    "number": (int, float),
+    "boolean": bool,
+    "array": list,
+}
 SPEC_INPUT_KEYS = {"default", "description", "options", "regex", "type"}
 
 
@@ -33,8 +37,13 @@ def parse_spec(header: Any, file: str, problems: list[Problem]) -> dict[str, Inp
         return None
     loc = location_of(header) or Location(file, 1)
     if not isinstance(header, dict) or set(header) - {"spec"}:
-        problems.append(Problem("the header document may contain only `spec:`", loc,
-                                hint="put the configuration after a `---` line"))
+        problems.append(
+            Problem(
+                "the header document may contain only `spec:`",
+                loc,
+                hint="put the configuration after a `---` line",
+            )
+        )
         return {}
     spec = header.get("spec") or {}
     if not isinstance(spec, dict):
@@ -52,25 +61,44 @@ def _input_spec(name: str, decl: Any, loc: Location, problems: list[Problem]) ->
         return InputSpec(name)
     where = decl.where("type") if isinstance(decl, LocDict) else loc
     if not isinstance(decl, dict):
-        problems.append(Problem(f"input {name!r} must be a mapping", loc, path=f"spec:inputs:{name}"))
+        problems.append(
+            Problem(f"input {name!r} must be a mapping", loc, path=f"spec:inputs:{name}")
+        )
         return InputSpec(name)
     unknown = set(decl) - SPEC_INPUT_KEYS
     if unknown:
-        problems.append(Problem(f"input {name!r} has unknown keys: {', '.join(sorted(unknown))}",
-                                where, path=f"spec:inputs:{name}"))
+        problems.append(
+            Problem(
+                f"input {name!r} has unknown keys: {', '.join(sorted(unknown))}",
+                where,
+                path=f"spec:inputs:{name}",
+            )
+        )
     kind = decl.get("type", "string")
     if kind not in INPUT_TYPES:
-        problems.append(Problem(f"input {name!r} has unknown type {kind!r}", where,
-                                path=f"spec:inputs:{name}",
-                                hint="use string, number, boolean or array"))
+        problems.append(
+            Problem(
+                f"input {name!r} has unknown type {kind!r}",
+                where,
+                path=f"spec:inputs:{name}",
+                hint="use string, number, boolean or array",
+            )
+        )
         kind = "string"
-    spec = InputSpec(name, kind, decl.get("default"), "default" in decl,
-                     tuple(decl.get("options") or ()), decl.get("regex"))
+    spec = InputSpec(
+        name,
+        kind,
+        decl.get("default"),
+        "default" in decl,
+        tuple(decl.get("options") or ()),
+        decl.get("regex"),
+    )
     if spec.has_default and spec.default is not None:
         error = check_value(spec, spec.default)
         if error:
-            problems.append(Problem(f"default of input {name!r}: {error}", where,
-                                    path=f"spec:inputs:{name}"))
+            problems.append(
+                Problem(f"default of input {name!r}: {error}", where, path=f"spec:inputs:{name}")
+            )
     return spec
 
 
@@ -92,7 +120,9 @@ def check_value(spec: InputSpec, value: Any) -> str | None:
 
 
 def resolve_inputs(
-    specs: Mapping[str, InputSpec] | None, given: Any, where: Location | None,
+    specs: Mapping[str, InputSpec] | None,
+    given: Any,
+    where: Location | None,
     problems: list[Problem],
 ) -> dict[str, Any]:
     """Values of every declared input from `include:inputs` (or defaults); errors collected."""
@@ -102,24 +132,37 @@ def resolve_inputs(
         return {}
     if specs is None:
         if given:
-            problems.append(Problem(
-                "inputs were given, but the included file declares no `spec:inputs`", where,
-                hint="add a `spec: inputs:` header document to the included file",
-            ))
+            problems.append(
+                Problem(
+                    "inputs were given, but the included file declares no `spec:inputs`",
+                    where,
+                    hint="add a `spec: inputs:` header document to the included file",
+                )
+            )
         return {}
     values: dict[str, Any] = {}
     for name in given:
         if name not in specs:
-            problems.append(Problem(f"unknown input {name!r}; the file declares: "
-                                    f"{', '.join(sorted(specs)) or 'none'}", where))
+            problems.append(
+                Problem(
+                    f"unknown input {name!r}; the file declares: "
+                    f"{', '.join(sorted(specs)) or 'none'}",
+                    where,
+                )
+            )
     for name, spec in specs.items():
         if name in given:
             value = given[name]
         elif spec.has_default:
             value = spec.default
         else:
-            problems.append(Problem(f"required input {name!r} is missing", where,
-                                    hint=f"pass it with `inputs: {{{name}: ...}}` on the include"))
+            problems.append(
+                Problem(
+                    f"required input {name!r} is missing",
+                    where,
+                    hint=f"pass it with `inputs: {{{name}: ...}}` on the include",
+                )
+            )
             continue
         error = check_value(spec, value) if name in given else None
         if error:
@@ -150,8 +193,9 @@ def interpolate(value: Any, inputs: Mapping[str, Any], file: str, problems: list
     return value
 
 
-def _interpolate_text(text: str, inputs: Mapping[str, Any], file: str,
-                      problems: list[Problem]) -> Any:
+def _interpolate_text(
+    text: str, inputs: Mapping[str, Any], file: str, problems: list[Problem]
+) -> Any:
     if "$[[" not in text:
         return text
     whole = BLOCK.fullmatch(text)
@@ -166,23 +210,34 @@ def _as_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _evaluate_block(body: str, inputs: Mapping[str, Any], file: str,
-                    problems: list[Problem]) -> Any:
+def _evaluate_block(
+    body: str, inputs: Mapping[str, Any], file: str, problems: list[Problem]
+) -> Any:
     if len(body) > MAX_BLOCK:
-        problems.append(Problem(f"interpolation block longer than {MAX_BLOCK} characters",
-                                Location(file, 1)))
+        problems.append(
+            Problem(f"interpolation block longer than {MAX_BLOCK} characters", Location(file, 1))
+        )
         return ""
     access, *functions = [part.strip() for part in body.split("|")]
     match = re.fullmatch(r"inputs\.([A-Za-z0-9_-]+)", access)
     if not match:
-        problems.append(Problem(f"unknown interpolation `$[[ {body} ]]`", Location(file, 1),
-                                hint="only `$[[ inputs.NAME ]]` is available in this file"))
+        problems.append(
+            Problem(
+                f"unknown interpolation `$[[ {body} ]]`",
+                Location(file, 1),
+                hint="only `$[[ inputs.NAME ]]` is available in this file",
+            )
+        )
         return ""
     name = match.group(1)
     if name not in inputs:
-        problems.append(Problem(f"unknown input name {name!r} in `$[[ {body} ]]`",
-                                Location(file, 1),
-                                hint="declare it under `spec: inputs:` in the header document"))
+        problems.append(
+            Problem(
+                f"unknown input name {name!r} in `$[[ {body} ]]`",
+                Location(file, 1),
+                hint="declare it under `spec: inputs:` in the header document",
+            )
+        )
         return ""
     value = inputs[name]
     for function in functions:
@@ -194,7 +249,7 @@ def _apply_function(function: str, value: Any, file: str, problems: list[Problem
     truncate = re.fullmatch(r"truncate\(\s*(\d+)\s*,\s*(\d+)\s*\)", function)
     if truncate:
         start, length = int(truncate.group(1)), int(truncate.group(2))
-        return _as_text(value)[start:start + length]
+        return _as_text(value)[start : start + length]
     if function in ("expand_vars", "posix_escape"):
         # Variable expansion happens later, where GitLab expands the keyword itself.
         return _as_text(value) if function == "expand_vars" else _posix_escape(_as_text(value))

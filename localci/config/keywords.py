@@ -26,32 +26,122 @@ from localci.config.model import (
 from localci.config.yaml_source import LocDict, LocList, location_of
 from localci.errors import Location, Problem
 
-JOB_KEYS = frozenset({
-    "after_script", "allow_failure", "artifacts", "before_script", "cache", "coverage",
-    "dast_configuration", "dependencies", "environment", "except", "extends", "hooks",
-    "id_tokens", "identity", "image", "inherit", "interruptible", "manual_confirmation",
-    "needs", "only", "pages", "parallel", "release", "resource_group", "retry", "rules", "run",
-    "script", "secrets", "services", "stage", "start_in", "tags", "timeout", "trigger", "type",
-    "variables", "when", "publish",
-})
+JOB_KEYS = frozenset(
+    {
+        "after_script",
+        "allow_failure",
+        "artifacts",
+        "before_script",
+        "cache",
+        "coverage",
+        "dast_configuration",
+        "dependencies",
+        "environment",
+        "except",
+        "extends",
+        "hooks",
+        "id_tokens",
+        "identity",
+        "image",
+        "inherit",
+        "interruptible",
+        "manual_confirmation",
+        "needs",
+        "only",
+        "pages",
+        "parallel",
+        "release",
+        "resource_group",
+        "retry",
+        "rules",
+        "run",
+        "script",
+        "secrets",
+        "services",
+        "stage",
+        "start_in",
+        "tags",
+        "timeout",
+        "trigger",
+        "type",
+        "variables",
+        "when",
+        "publish",
+    }
+)
 # Keywords localci reads but cannot emulate; the planner/executor warn about them per job.
-UNSUPPORTED = ("services", "release", "secrets", "id_tokens", "identity", "dast_configuration",
-               "run", "hooks", "pages")
+UNSUPPORTED = (
+    "services",
+    "release",
+    "secrets",
+    "id_tokens",
+    "identity",
+    "dast_configuration",
+    "run",
+    "hooks",
+    "pages",
+)
 JOB_WHEN = ("on_success", "on_failure", "always", "manual", "delayed")
 RULE_WHEN = (*JOB_WHEN, "never")
-JOB_RULE_KEYS = frozenset({"if", "changes", "exists", "when", "start_in", "allow_failure",
-                           "variables", "needs", "interruptible"})
-WORKFLOW_RULE_KEYS = frozenset({"if", "changes", "exists", "when", "variables", "auto_cancel",
-                                "start_in", "allow_failure", "needs"})
+JOB_RULE_KEYS = frozenset(
+    {
+        "if",
+        "changes",
+        "exists",
+        "when",
+        "start_in",
+        "allow_failure",
+        "variables",
+        "needs",
+        "interruptible",
+    }
+)
+WORKFLOW_RULE_KEYS = frozenset(
+    {
+        "if",
+        "changes",
+        "exists",
+        "when",
+        "variables",
+        "auto_cancel",
+        "start_in",
+        "allow_failure",
+        "needs",
+    }
+)
 VARIABLE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
-CACHE_KEYS = frozenset({"key", "paths", "untracked", "policy", "when", "fallback_keys",
-                        "unprotect"})
-ARTIFACT_KEYS = frozenset({"paths", "exclude", "untracked", "when", "name", "expire_in",
-                           "expose_as", "reports", "public", "access"})
-RETRY_WHEN = ("always", "unknown_failure", "script_failure", "api_failure",
-              "stuck_or_timeout_failure", "runner_system_failure", "runner_unsupported",
-              "stale_schedule", "job_execution_timeout", "archived_failure",
-              "unmet_prerequisites", "scheduler_failure", "data_integrity_failure")
+CACHE_KEYS = frozenset(
+    {"key", "paths", "untracked", "policy", "when", "fallback_keys", "unprotect"}
+)
+ARTIFACT_KEYS = frozenset(
+    {
+        "paths",
+        "exclude",
+        "untracked",
+        "when",
+        "name",
+        "expire_in",
+        "expose_as",
+        "reports",
+        "public",
+        "access",
+    }
+)
+RETRY_WHEN = (
+    "always",
+    "unknown_failure",
+    "script_failure",
+    "api_failure",
+    "stuck_or_timeout_failure",
+    "runner_system_failure",
+    "runner_unsupported",
+    "stale_schedule",
+    "job_execution_timeout",
+    "archived_failure",
+    "unmet_prerequisites",
+    "scheduler_failure",
+    "data_integrity_failure",
+)
 
 
 def job(reader: Reader, name: str, stage: str, where: Location | None) -> Job:
@@ -97,8 +187,11 @@ def _check_rules_exclusive(reader: Reader) -> None:
         return
     for key in ("only", "except", "start_in"):
         if key in reader.mapping:
-            hint = ("put `start_in` inside the rule" if key == "start_in" else
-                    "express the condition as a rule, e.g. `- if: $CI_COMMIT_BRANCH == \"main\"`")
+            hint = (
+                "put `start_in` inside the rule"
+                if key == "start_in"
+                else 'express the condition as a rule, e.g. `- if: $CI_COMMIT_BRANCH == "main"`'
+            )
             reader.fail(key, f"`{key}` may not be used with `rules`", hint=hint)
 
 
@@ -118,8 +211,10 @@ def _trigger(reader: Reader) -> dict[str, Any] | None:
 
 # ---- variables -------------------------------------------------------------------------------
 
-def variables(reader: Reader, key: str, *, allow_options: bool = False,
-              allow_expand: bool = True) -> tuple[Variable, ...] | None:
+
+def variables(
+    reader: Reader, key: str, *, allow_options: bool = False, allow_expand: bool = True
+) -> tuple[Variable, ...] | None:
     raw = reader.get(key)
     if raw is None:
         return None
@@ -134,8 +229,9 @@ def variables(reader: Reader, key: str, *, allow_options: bool = False,
     return tuple(out)
 
 
-def _variable(reader: Reader, key: str, name: str, value: Any, allow_options: bool,
-              allow_expand: bool) -> Variable | None:
+def _variable(
+    reader: Reader, key: str, name: str, value: Any, allow_options: bool, allow_expand: bool
+) -> Variable | None:
     where = raw_where(reader.get(key), name) or reader.where(key)
     path = reader.path(f"{key}:{name}")
 
@@ -150,14 +246,19 @@ def _variable(reader: Reader, key: str, name: str, value: Any, allow_options: bo
     if not isinstance(value, dict):
         fail(f"the value should be a string or a mapping with `value:`, not a {type_name(value)}")
         return None
-    allowed = {"value", "description", "expand", "options"} if allow_options else {
-        "value", "description", "expand"}
+    allowed = (
+        {"value", "description", "expand", "options"}
+        if allow_options
+        else {"value", "description", "expand"}
+    )
     if not allow_expand:
         allowed.discard("expand")
     unknown = set(value) - allowed
     if unknown:
-        fail(f"unknown keys {', '.join(sorted(map(str, unknown)))}; allowed: "
-             f"{', '.join(sorted(allowed))}")
+        fail(
+            f"unknown keys {', '.join(sorted(map(str, unknown)))}; allowed: "
+            f"{', '.join(sorted(allowed))}"
+        )
         return None
     inner = value.get("value")
     if isinstance(inner, (dict, list)):
@@ -182,6 +283,7 @@ def raw_where(mapping: Any, key: str) -> Location | None:
 
 
 # ---- rules, only/except ------------------------------------------------------------------------
+
 
 def rules(reader: Reader, key: str, *, workflow: bool = False) -> tuple[Rule, ...] | None:
     raw = reader.get(key)
@@ -210,14 +312,20 @@ def _rule_items(reader: Reader, key: str, raw: Any) -> list[tuple[Any, Location 
     return out
 
 
-def _rule(reader: Reader, path: str, item: Any, where: Location | None,
-          workflow: bool) -> Rule | None:
+def _rule(
+    reader: Reader, path: str, item: Any, where: Location | None, workflow: bool
+) -> Rule | None:
     if not isinstance(item, dict):
-        reader.problems.append(Problem(f"a rule should be a mapping, not {item!r}", where,
-                                       job=reader.job, path=reader.path(path)))
+        reader.problems.append(
+            Problem(
+                f"a rule should be a mapping, not {item!r}",
+                where,
+                job=reader.job,
+                path=reader.path(path),
+            )
+        )
         return None
-    sub = Reader(item, reader.job, f"{reader.path(path)}:", reader.problems, where,
-                 reader.warnings)
+    sub = Reader(item, reader.job, f"{reader.path(path)}:", reader.problems, where, reader.warnings)
     sub.unknown_keys(WORKFLOW_RULE_KEYS if workflow else JOB_RULE_KEYS, "rule")
     when_values = ("always", "never") if workflow else RULE_WHEN
     if_text = sub.string("if")
@@ -243,8 +351,11 @@ def _check_expression(reader: Reader, text: str) -> None:
     try:
         parse_expression(text)
     except ExpressionError as exc:
-        reader.fail("if", str(exc), hint="see GitLab's CI/CD expression syntax: "
-                                         "$VAR == \"value\", $VAR =~ /regex/, &&, ||")
+        reader.fail(
+            "if",
+            str(exc),
+            hint='see GitLab\'s CI/CD expression syntax: $VAR == "value", $VAR =~ /regex/, &&, ||',
+        )
 
 
 def _rule_allow_failure(reader: Reader) -> bool | None:
@@ -286,11 +397,16 @@ def ref_policy(reader: Reader, key: str, value: Any) -> RefPolicy | None:
     sub = reader.child(key, value)
     sub.unknown_keys(frozenset({"refs", "variables", "changes", "kubernetes"}), key)
     change = sub.typed("changes", changes)
-    return RefPolicy(refs=sub.strings("refs") or (), variables=sub.strings("variables") or (),
-                     changes=change, kubernetes=sub.string("kubernetes"))
+    return RefPolicy(
+        refs=sub.strings("refs") or (),
+        variables=sub.strings("variables") or (),
+        changes=change,
+        kubernetes=sub.string("kubernetes"),
+    )
 
 
 # ---- needs, parallel ---------------------------------------------------------------------------
+
 
 def needs(reader: Reader, key: str) -> tuple[Need, ...] | None:
     raw = reader.get(key)
@@ -312,10 +428,18 @@ def _need(reader: Reader, key: str, item: Any) -> Need | None:
     if not isinstance(item, dict):
         reader.fail(key, f"each need should be a job name or a mapping, not {item!r}")
         return None
-    sub = Reader(item, reader.job, reader.path(key) + ":", reader.problems,
-                 location_of(item) or reader.where(key), reader.warnings)
-    sub.unknown_keys(frozenset({"job", "artifacts", "optional", "parallel", "project", "ref",
-                                "pipeline"}), "need")
+    sub = Reader(
+        item,
+        reader.job,
+        reader.path(key) + ":",
+        reader.problems,
+        location_of(item) or reader.where(key),
+        reader.warnings,
+    )
+    sub.unknown_keys(
+        frozenset({"job", "artifacts", "optional", "parallel", "project", "ref", "pipeline"}),
+        "need",
+    )
     if "pipeline" in item and "job" not in item:
         return Need(job="", external=f"pipeline {item['pipeline']}")
     name = sub.string("job")
@@ -327,9 +451,13 @@ def _need(reader: Reader, key: str, item: Any) -> Need | None:
         external = f"project {item['project']}"
     elif "pipeline" in item:
         external = f"pipeline {item['pipeline']}"
-    return Need(job=name, artifacts=bool(sub.boolean("artifacts", True)),
-                optional=bool(sub.boolean("optional", False)),
-                matrix=_need_matrix(sub), external=external)
+    return Need(
+        job=name,
+        artifacts=bool(sub.boolean("artifacts", True)),
+        optional=bool(sub.boolean("optional", False)),
+        matrix=_need_matrix(sub),
+        external=external,
+    )
 
 
 def _need_matrix(reader: Reader) -> tuple[dict[str, str], ...] | None:
@@ -374,6 +502,7 @@ def _matrix_values(value: Any) -> tuple[str, ...]:
 
 # ---- cache, artifacts --------------------------------------------------------------------------
 
+
 def caches(reader: Reader, key: str, value: Any) -> tuple[Cache, ...] | None:
     items = value if isinstance(value, list) else [value]
     if len(items) > 4:
@@ -396,8 +525,9 @@ def _cache(reader: Reader) -> Cache:
     if isinstance(raw_key, dict):
         sub = reader.child("key", raw_key)
         sub.unknown_keys(frozenset({"files", "prefix", "files_commits"}), "cache:key")
-        key = CacheKeyFiles(sub.strings("files") or sub.strings("files_commits") or (),
-                            sub.string("prefix"))
+        key = CacheKeyFiles(
+            sub.strings("files") or sub.strings("files_commits") or (), sub.string("prefix")
+        )
     elif raw_key is not None:
         key = reader.string("key") or "default"
     return Cache(
@@ -438,6 +568,7 @@ def artifacts(reader: Reader, key: str, value: Any) -> Artifacts | None:
 
 
 # ---- small keywords ----------------------------------------------------------------------------
+
 
 def allow_failure(reader: Reader, key: str, value: Any) -> AllowFailure | None:
     if isinstance(value, bool):
@@ -511,17 +642,22 @@ def environment(reader: Reader, key: str, value: Any) -> Environment | None:
         reader.fail(key, "should be an environment name or a mapping with `name:`")
         return None
     sub = reader.child(key, value)
-    return Environment(name=sub.string("name") or "", url=sub.string("url"),
-                       action=sub.string("action") or "start",
-                       deployment_tier=sub.string("deployment_tier"))
+    return Environment(
+        name=sub.string("name") or "",
+        url=sub.string("url"),
+        action=sub.string("action") or "start",
+        deployment_tier=sub.string("deployment_tier"),
+    )
 
 
 def inherit(reader: Reader, key: str, value: Any) -> Inherit | None:
     if not isinstance(value, dict):
         reader.fail(key, "should be a mapping with `default:` and/or `variables:`")
         return None
-    return Inherit(default=_inherit_value(reader, key, value.get("default", True)),
-                   variables=_inherit_value(reader, key, value.get("variables", True)))
+    return Inherit(
+        default=_inherit_value(reader, key, value.get("default", True)),
+        variables=_inherit_value(reader, key, value.get("variables", True)),
+    )
 
 
 def _inherit_value(reader: Reader, key: str, value: Any) -> bool | tuple[str, ...]:

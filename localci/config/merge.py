@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from localci.config.yaml_source import LocDict, LocList, Reference, location_of
-from localci.errors import Location, Problem
+from localci.config.yaml_source import (
+    MAX_DEPTH,
+    MAX_EXPANDED,
+    LocDict,
+    LocList,
+    Reference,
+    location_of,
+)
+from localci.errors import ConfigError, Location, Problem
 
 MAX_EXTENDS_DEPTH = 11
 MAX_REFERENCE_DEPTH = 10
 MAX_FLATTEN_DEPTH = 10
+# Values the whole configuration may hold once every `!reference` is expanded: references of
+# references multiply like YAML aliases do, across files too.
+MAX_RESOLVED = MAX_EXPANDED
 
 
 def deep_merge(older: Any, newer: Any) -> Any:
@@ -39,8 +49,11 @@ def resolve_extends(config: LocDict, problems: list[Problem]) -> LocDict:
 
 
 def _extend(
-    config: LocDict, name: str, resolved: dict[str, Any],
-    chain: tuple[str, ...], problems: list[Problem],
+    config: LocDict,
+    name: str,
+    resolved: dict[str, Any],
+    chain: tuple[str, ...],
+    problems: list[Problem],
 ) -> Any:
     if name in resolved:
         return resolved[name]
@@ -48,32 +61,48 @@ def _extend(
     if not isinstance(job, dict) or "extends" not in job:
         return job
     if name in chain:
-        cycle = " -> ".join((*chain[chain.index(name):], name))
-        problems.append(Problem(
-            f"circular dependency detected in `extends`: {cycle}",
-            _where(job, "extends"), job=name, path="extends",
-        ))
+        cycle = " -> ".join((*chain[chain.index(name) :], name))
+        problems.append(
+            Problem(
+                f"circular dependency detected in `extends`: {cycle}",
+                _where(job, "extends"),
+                job=name,
+                path="extends",
+            )
+        )
         return job
     if len(chain) >= MAX_EXTENDS_DEPTH:
-        problems.append(Problem(
-            f"`extends` nesting too deep (more than {MAX_EXTENDS_DEPTH - 1} levels)",
-            _where(job, "extends"), job=name, path="extends",
-        ))
+        problems.append(
+            Problem(
+                f"`extends` nesting too deep (more than {MAX_EXTENDS_DEPTH - 1} levels)",
+                _where(job, "extends"),
+                job=name,
+                path="extends",
+            )
+        )
         return job
     merged: Any = LocDict(loc=location_of(job))
     for parent in _parent_names(job, name, problems):
         if parent not in config:
-            problems.append(Problem(
-                f"`extends` names {parent!r}, which is not defined",
-                _where(job, "extends"), job=name, path="extends",
-                hint="define the template (e.g. a hidden job `.name:`) or fix the name",
-            ))
+            problems.append(
+                Problem(
+                    f"`extends` names {parent!r}, which is not defined",
+                    _where(job, "extends"),
+                    job=name,
+                    path="extends",
+                    hint="define the template (e.g. a hidden job `.name:`) or fix the name",
+                )
+            )
             continue
         if not isinstance(config[parent], dict):
-            problems.append(Problem(
-                f"`extends` names {parent!r}, which is not a mapping", _where(job, "extends"),
-                job=name, path="extends",
-            ))
+            problems.append(
+                Problem(
+                    f"`extends` names {parent!r}, which is not a mapping",
+                    _where(job, "extends"),
+                    job=name,
+                    path="extends",
+                )
+            )
             continue
         merged = deep_merge(merged, _extend(config, parent, resolved, (*chain, name), problems))
     result = deep_merge(merged, job)
@@ -87,10 +116,14 @@ def _parent_names(job: dict[str, Any], name: str, problems: list[Problem]) -> li
         return [extends]
     if isinstance(extends, list) and all(isinstance(p, str) for p in extends):
         return list(extends)
-    problems.append(Problem(
-        "`extends` must be a job name or a list of job names", _where(job, "extends"),
-        job=name, path="extends",
-    ))
+    problems.append(
+        Problem(
+            "`extends` must be a job name or a list of job names",
+            _where(job, "extends"),
+            job=name,
+            path="extends",
+        )
+    )
     return []
 
 
@@ -101,35 +134,76 @@ def _where(mapping: Any, key: str) -> Location | None:
 
 
 def resolve_references(config: LocDict, problems: list[Problem]) -> LocDict:
-    """Replace every `!reference` by the value it points at in the post-extends config."""
+    """Replace every `!reference` by the value it points at in the post-extends config.
+
+    Raises ConfigError when the expansion grows past MAX_RESOLVED values.
+    """
     resolver = _ReferenceResolver(config, problems)
-    result = resolver.resolve(config, (), "")
+    try:
+        result = resolver.resolve(config, (), "", 0)
+    except _TooBig as exc:
+        raise ConfigError([*problems, exc.problem]) from None
     return result if isinstance(result, LocDict) else config
+
+
+class _TooBig(Exception):  # noqa: N818 - control flow, never leaves this module
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
 
 
 class _ReferenceResolver:
     def __init__(self, config: LocDict, problems: list[Problem]) -> None:
         self.config = config
         self.problems = problems
+        self.produced = 0
+        self.current: Reference | None = None
 
-    def resolve(self, value: Any, active: tuple[tuple[str, ...], ...], owner: str) -> Any:
+    def resolve(
+        self, value: Any, active: tuple[tuple[str, ...], ...], owner: str, depth: int
+    ) -> Any:
+        self.produced += 1
+        if self.produced > MAX_RESOLVED:
+            loc = self.current.loc if self.current else location_of(value)
+            raise _TooBig(
+                Problem(
+                    f"the configuration holds more than {MAX_RESOLVED:,} values once every "
+                    "!reference is expanded",
+                    loc,
+                    job=owner or None,
+                    hint="references of references multiply; reference a smaller part",
+                )
+            )
         if isinstance(value, Reference):
-            return self._follow(value, active, owner)
+            return self._follow(value, active, owner, depth)
+        if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
+            where = self.current.loc if self.current else location_of(value)
+            self.problems.append(
+                Problem(
+                    f"the configuration is nested more than {MAX_DEPTH} levels deep once "
+                    "!reference is expanded",
+                    where,
+                    job=owner or None,
+                )
+            )
+            return None
         if isinstance(value, dict):
             out = LocDict(loc=location_of(value))
             out.key_locs.update(getattr(value, "key_locs", {}))
             for key, item in value.items():
-                out[key] = self.resolve(item, active, owner or key)
+                out[key] = self.resolve(item, active, owner or key, depth + 1)
             return out
         if isinstance(value, list):
             items = LocList(loc=location_of(value))
             for index, item in enumerate(value):
-                items.append(self.resolve(item, active, owner))
+                items.append(self.resolve(item, active, owner, depth + 1))
                 items.item_locs.append(value.where(index) if isinstance(value, LocList) else None)
             return items
         return value
 
-    def _follow(self, ref: Reference, active: tuple[tuple[str, ...], ...], owner: str) -> Any:
+    def _follow(
+        self, ref: Reference, active: tuple[tuple[str, ...], ...], owner: str, depth: int
+    ) -> Any:
         if ref.path in active:
             chain = " -> ".join(str(Reference(p)) for p in (*active, ref.path))
             self._fail(ref, owner, f"circular !reference: {chain}")
@@ -140,12 +214,20 @@ class _ReferenceResolver:
         target: Any = self.config
         for step in ref.path:
             if not isinstance(target, dict) or step not in target:
-                self._fail(ref, owner, f"{ref} could not be found",
-                           hint="check the job name and key path; the target must exist after "
-                                "includes and extends are applied")
+                self._fail(
+                    ref,
+                    owner,
+                    f"{ref} could not be found",
+                    hint="check the job name and key path; the target must exist after "
+                    "includes and extends are applied",
+                )
                 return None
             target = target[step]
-        return self.resolve(target, (*active, ref.path), owner)
+        outer, self.current = self.current, self.current or ref
+        try:
+            return self.resolve(target, (*active, ref.path), owner, depth)
+        finally:
+            self.current = outer
 
     def _fail(self, ref: Reference, owner: str, message: str, hint: str | None = None) -> None:
         self.problems.append(Problem(message, ref.loc, job=owner or None, hint=hint))

@@ -215,6 +215,8 @@ class Pipeline:
 
     `merged` is the fully merged mapping in the shape of GitLab's "full configuration"
     view (top-level keywords plus one key per visible job), for `localci config`.
+    `origins` maps each top-level key to where it was last defined, followed by the
+    `include:` entries that led to that file (innermost first), for `localci config --origins`.
     """
 
     stages: tuple[str, ...]
@@ -224,6 +226,7 @@ class Pipeline:
     files: tuple[str, ...]
     merged: Mapping[str, Any]
     warnings: tuple[str, ...] = ()
+    origins: Mapping[str, tuple[Location, ...]] = field(default_factory=dict)
 
     def job(self, name: str) -> Job | None:
         return next((j for j in self.jobs if j.name == name), None)

@@ -23,7 +23,7 @@ MAX_PER_FILE = 20
 def _validator() -> Any:
     import jsonschema  # type: ignore[import-untyped]
 
-    text = (resources.files("check_jsonschema.builtin_schemas.vendor") / "gitlab-ci.json")
+    text = resources.files("check_jsonschema.builtin_schemas.vendor") / "gitlab-ci.json"
     schema = json.loads(text.read_text(encoding="utf-8"))
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema)
@@ -51,7 +51,8 @@ def schema_warnings(project_dir: Path, files: Iterable[str]) -> list[str]:
 def _file_findings(validator: Any, name: str, doc: LocDict) -> list[str]:
     findings = []
     for error in sorted(validator.iter_errors(_jsonable(doc)), key=lambda e: list(e.path))[
-            :MAX_PER_FILE]:
+        :MAX_PER_FILE
+    ]:
         line = _line_of(doc, list(error.path))
         where = ".".join(str(p) for p in error.path) or "(top level)"
         findings.append(f"{name}:{line}: {where}: {_short(error.message)} (GitLab CI schema)")
