@@ -496,6 +496,78 @@ def hook_uninstall(opts: Options, /, hook_name: str) -> None:
                else f"no {hook_name} hook of localci's here")
 
 
+@cli.group()
+def cache() -> None:
+    """Inspect or clear the job caches of this project (.localci/cache)."""
+
+
+@cache.command("list")
+@click.pass_obj
+def cache_list(opts: Options, /) -> None:
+    """Every cache entry: key, size, files, when and by which job it was saved."""
+    from localci.execute.store import Store
+    from localci.execute.transfer import list_caches
+
+    entries = list_caches(Store(opts.directory))
+    if not entries:
+        click.echo("no caches saved yet")
+    for entry in entries:
+        click.echo(f"{entry.key:<40} {_size(entry.size_bytes):>9} {entry.files:>7} files  "
+                   f"saved {entry.saved_at} by {entry.from_job}")
+
+
+@cache.command("clear")
+@click.argument("key", required=False)
+@click.pass_obj
+def cache_clear(opts: Options, /, key: str | None) -> None:
+    """Remove one cache entry (KEY) or all of them."""
+    from localci.execute.store import Store
+    from localci.execute.transfer import clear_caches
+
+    removed = clear_caches(Store(opts.directory), key)
+    if key is not None and removed == 0:
+        raise UsageError(f"no cache with key {key!r}; `localci cache list` shows the keys")
+    click.echo(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'}")
+
+
+@cli.command()
+@click.argument("job", required=False)
+@click.option("--pipeline", "pipeline_id", type=int, help="Pipeline number (default: latest).")
+@click.option("--to", "dest", type=click.Path(file_okay=False, path_type=Path),
+              help="Copy the job's artifacts into this directory.")
+@click.pass_obj
+def artifacts(opts: Options, /, job: str | None, pipeline_id: int | None,
+              dest: Path | None) -> None:
+    """List the artifacts of a run, or copy a job's artifacts out (--to DIR)."""
+    from localci.execute.store import Store
+    from localci.execute.transfer import copy_artifacts, list_artifacts
+
+    store = Store(opts.directory)
+    if dest is not None:
+        if job is None:
+            raise UsageError("--to needs a JOB whose artifacts to copy")
+        copied = copy_artifacts(store, pipeline_id, job, dest.resolve())
+        click.echo(f"copied {len(copied)} file(s) to {dest}")
+        return
+    infos = list_artifacts(store, pipeline_id, job)
+    if not infos:
+        click.echo("no artifacts recorded" + (f" for {job!r}" if job else ""))
+    for info in infos:
+        state = " (expired)" if info.expired else ""
+        reports = f"  reports: {', '.join(info.reports)}" if info.reports else ""
+        click.echo(f"#{info.pipeline_id} {info.job:<30} {info.files:>6} files "
+                   f"{_size(info.size_bytes):>9}{state}  {info.path}{reports}")
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn every outcome into an exit code."""
     sys.exit(run(argv))

@@ -87,7 +87,12 @@ class JobHooks:
         return {}
 
     def before(
-        self, job: PlannedJob, ws: Workspace, env: Mapping[str, str], notes: list[str]
+        self,
+        job: PlannedJob,
+        ws: Workspace,
+        env: Mapping[str, str],
+        notes: list[str],
+        log: Callable[[str], None] | None = None,
     ) -> None:
         """Restore caches, then artifacts, into the prepared workspace."""
 
@@ -99,6 +104,7 @@ class JobHooks:
         succeeded: bool,
         log_text: Callable[[], str],
         notes: list[str],
+        log: Callable[[str], None] | None = None,
     ) -> dict[str, object]:
         """Save caches and collect artifacts; returns extra result fields (tests, coverage)."""
         return {}
@@ -204,7 +210,7 @@ class JobRunner:
         timeout_s = _timeout(job, ctx.default_timeout_s)
         env = self._environment(job, ws, timeout_s, venv_env)
         hooks = ctx.hooks or JobHooks()
-        hooks.before(job, ws, env, notes)
+        hooks.before(job, ws, env, notes, log=writer.line)
         commands = (*job.job.before_script, *job.job.script)
         trace = env.get("CI_DEBUG_TRACE") == "true"
         outcome = run_bash(
@@ -218,9 +224,11 @@ class JobRunner:
         attempt = _judge(outcome, timeout_s)
         if job.job.after_script and not outcome.timed_out:
             self._after_script(job, ws, env, attempt, writer)
-        attempt.extra = hooks.after(
-            job, ws, env, attempt.status is Status.SUCCESS, writer.text, notes
-        )
+        if attempt.status is not Status.CANCELED:  # a canceled job uploads nothing, as on GitLab
+            attempt.extra = hooks.after(
+                job, ws, env, attempt.status is Status.SUCCESS, writer.text, notes,
+                log=writer.line,
+            )
         return attempt
 
     def _venv(

@@ -851,7 +851,10 @@ def _pid_alive(pid: int) -> bool:
 def _remove_temp_files(store: Store) -> None:
     for dirpath, dirnames, filenames in os.walk(store.root):
         if dirpath == str(store.root):
-            dirnames[:] = [d for d in dirnames if d != "builds"]
+            # Job files live in builds/ and cache/ (the cache cleans its own leftovers).
+            dirnames[:] = [d for d in dirnames if d not in ("builds", "cache")]
+        elif Path(dirpath).parent == store.path("pipelines"):
+            dirnames[:] = [d for d in dirnames if d != "artifacts"]
         for name in filenames:
             if not name.endswith(TMP_SUFFIX):
                 continue

@@ -1,0 +1,121 @@
+"""Benchmark of cache save and restore against `cp -a` of the same tree; prints medians and ratios.
+
+The tree looks like a virtualenv: many small text files, some scripts that contain the
+workspace path (relocated on restore), a few large binaries. Restores go into another slot.
+Usage: python bench/cache_bench.py [--files 10000] [--mb 200] [--reps 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from localci.execute.artifacts import read_manifest, remove_tree
+from localci.execute.cache import CacheStore
+from localci.execute.store import Store
+
+# Share of files and of bytes per size class: many small sources, a few large libraries.
+_CLASSES = ((0.80, 0.15), (0.18, 0.27), (0.019, 0.36), (0.001, 0.22))
+_SCRIPTS = 60
+
+
+def make_tree(project_dir: Path, files: int, total_mb: float) -> list[str]:
+    """A `.venv`-like tree of `files` files (~total_mb MB); returns its relative paths."""
+    rng = random.Random(7)  # noqa: S311  (reproducible test data, not secrets)
+    venv = project_dir / ".venv"
+    total = int(total_mb * 1024 * 1024)
+    index = 0
+    for share_files, share_bytes in _CLASSES:
+        count = max(1, round(files * share_files))
+        size = int(total * share_bytes / count)
+        for _ in range(count - (_SCRIPTS if index == 0 else 0)):
+            path = venv / "lib" / f"pkg{index % 60}" / f"sub{index % 9}" / f"mod{index}.py"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(rng.randbytes(rng.randint(size // 2, size * 3 // 2)))
+            index += 1
+    (venv / "bin").mkdir(parents=True, exist_ok=True)
+    for number in range(_SCRIPTS):
+        script = venv / "bin" / f"tool{number}"
+        script.write_text(f"#!{venv}/bin/python\nimport sys\nsys.exit(main{number}())\n")
+        script.chmod(0o755)
+    (venv / "bin" / "python").symlink_to("/usr/bin/python3")
+    return sorted(str(p.relative_to(project_dir)) for p in venv.rglob("*"))
+
+
+def timed(action: Callable[[], object], before: Callable[[], object], reps: int) -> float:
+    """Median seconds of `action`, each run after an untimed `before` and a sync."""
+    samples = []
+    for _ in range(reps):
+        before()
+        os.sync()
+        started = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def run(files: int, total_mb: float, reps: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="cache-bench-") as tmp:
+        store = Store(Path(tmp) / "project")
+        store.project_dir.mkdir()
+        builds = [store.path("builds", str(n)) for n in (0, 1)]
+        src, dest = (b / "project" for b in builds)
+        src.mkdir(parents=True)
+        paths = make_tree(src, files, total_mb)
+        caches = CacheStore(store)
+        print(f"tree: {sum(1 for p in paths if (src / p).is_file())} files, {total_mb:.0f} MB")
+
+        def clear_dest() -> None:
+            remove_tree(dest)
+            dest.mkdir(parents=True)
+
+        def save(known: bool) -> None:
+            manifest = read_manifest(caches.entry_dir("venv")) if known else None
+            old = {e.path: e for e in manifest.entries} if manifest else {}
+            caches.save("venv", src, paths, builds_dir=builds[0], meta={}, known=old)
+
+        def restore(link: bool) -> None:
+            result = caches.restore("venv", dest, relocate_to=(dest, builds[1]), link=link)
+            assert result.status == "restored", result
+
+        cp = timed(
+            lambda: subprocess.run(["cp", "-a", str(src / ".venv"), str(dest)], check=True),
+            clear_dest,
+            reps,
+        )
+        first_save = timed(lambda: save(known=False), lambda: None, reps)
+        resave = timed(lambda: save(known=True), lambda: None, reps)
+        link = timed(lambda: restore(link=True), clear_dest, reps)
+        copy = timed(lambda: restore(link=False), clear_dest, reps)
+        rows = [
+            ("cp -a (baseline)", cp),
+            ("restore, hard links (chosen)", link),
+            ("restore, copies (copy_file_range)", copy),
+            ("save, first (link + read/hash small files)", first_save),
+            ("save, again (link, digests reused)", resave),
+        ]
+        print(f"{'operation':<46} {'median s':>9} {'vs cp -a':>9}")
+        for name, seconds in rows:
+            print(f"{name:<46} {seconds:>9.3f} {seconds / cp:>8.2f}x")
+        shutil.rmtree(dest, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--mb", type=float, default=200.0)
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+    run(args.files, args.mb, args.reps)
+
+
+if __name__ == "__main__":
+    main()
