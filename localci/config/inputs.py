@@ -10,7 +10,6 @@ from typing import Any
 from localci.config.yaml_source import LocDict, LocList, location_of
 from localci.errors import Location, Problem
 
-BLOCK = re.compile(r"\$\[\[\s*(.*?)\s*\]\]")
 MAX_BLOCK = 1024
 INPUT_TYPES: dict[str, type | tuple[type, ...]] = {
     "string": str,
@@ -74,25 +73,27 @@ def _input_spec(name: str, decl: Any, loc: Location, problems: list[Problem]) ->
                 path=f"spec:inputs:{name}",
             )
         )
+    path = f"spec:inputs:{name}"
     kind = decl.get("type", "string")
-    if kind not in INPUT_TYPES:
+    if not isinstance(kind, str) or kind not in INPUT_TYPES:
         problems.append(
             Problem(
                 f"input {name!r} has unknown type {kind!r}",
                 where,
-                path=f"spec:inputs:{name}",
+                path=path,
                 hint="use string, number, boolean or array",
             )
         )
         kind = "string"
-    spec = InputSpec(
-        name,
-        kind,
-        decl.get("default"),
-        "default" in decl,
-        tuple(decl.get("options") or ()),
-        decl.get("regex"),
-    )
+    options = decl.get("options") or []
+    if not isinstance(options, list):
+        problems.append(Problem(f"`options` of input {name!r} must be a list", where, path=path))
+        options = []
+    regex = decl.get("regex")
+    if regex is not None and not isinstance(regex, str):
+        problems.append(Problem(f"`regex` of input {name!r} must be a string", where, path=path))
+        regex = None
+    spec = InputSpec(name, kind, decl.get("default"), "default" in decl, tuple(options), regex)
     if spec.has_default and spec.default is not None:
         error = check_value(spec, spec.default)
         if error:
@@ -198,10 +199,45 @@ def _interpolate_text(
 ) -> Any:
     if "$[[" not in text:
         return text
-    whole = BLOCK.fullmatch(text)
-    if whole:
-        return _evaluate_block(whole.group(1), inputs, file, problems)
-    return BLOCK.sub(lambda m: _as_text(_evaluate_block(m.group(1), inputs, file, problems)), text)
+    blocks = find_blocks(text)
+    if len(blocks) == 1 and blocks[0][:2] == (0, len(text)):
+        return _evaluate_block(blocks[0][2], inputs, file, problems)
+    out: list[str] = []
+    done = 0
+    for start, end, body in blocks:
+        out.append(text[done:start])
+        out.append(_as_text(_evaluate_block(body, inputs, file, problems)))
+        done = end
+    out.append(text[done:])
+    return "".join(out)
+
+
+def find_blocks(text: str) -> list[tuple[int, int, str]]:
+    """Every `$[[ ... ]]` block as (start, end, stripped body), in linear time.
+
+    A block ends at the first `]]` and its stripped body has no line break, as the lazy
+    regular expression `$[[ (.*?) ]]` finds them; that one takes quadratic time on text full
+    of unclosed `$[[`. Here the next `]]` and line break are only ever searched forward.
+    """
+    blocks: list[tuple[int, int, str]] = []
+    close = newline = -1
+    start = text.find("$[[")
+    while start >= 0:
+        if close < start + 3:
+            close = text.find("]]", start + 3)
+            if close < 0:
+                break
+        if newline != -1 and newline < start + 3:
+            newline = -1
+        if newline == -1:
+            newline = text.find("\n", start + 3, close)
+        body = text[start + 3 : close] if close - start <= 4 * MAX_BLOCK else None
+        if (body is not None and "\n" not in body.strip()) or (body is None and newline < 0):
+            blocks.append((start, close + 2, text[start + 3 : close].strip()))
+            start = text.find("$[[", close + 2)
+        else:
+            start = text.find("$[[", start + 1)
+    return blocks
 
 
 def _as_text(value: Any) -> str:

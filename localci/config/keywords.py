@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -81,6 +82,7 @@ UNSUPPORTED = (
     "hooks",
     "pages",
 )
+MAX_MATRIX_JOBS = 200
 JOB_WHEN = ("on_success", "on_failure", "always", "manual", "delayed")
 RULE_WHEN = (*JOB_WHEN, "never")
 JOB_RULE_KEYS = frozenset(
@@ -490,14 +492,25 @@ def parallel(reader: Reader, key: str, value: Any) -> Parallel | None:
         if not isinstance(entry, dict):
             reader.fail(key, "parallel:matrix entries should be mappings of NAME: values")
             return None
-        out.append({str(k): _matrix_values(v) for k, v in entry.items()})
+        values = {str(k): _matrix_values(v) for k, v in entry.items()}
+        if any(v is None for v in values.values()):
+            reader.fail(key, "parallel:matrix values should be a string or a list of strings")
+            return None
+        out.append({k: v for k, v in values.items() if v is not None})
+    jobs = sum(math.prod(len(v) for v in entry.values()) for entry in out)
+    if jobs > MAX_MATRIX_JOBS:
+        reader.fail(
+            key, f"parallel:matrix generates {jobs} jobs; GitLab allows at most {MAX_MATRIX_JOBS}"
+        )
+        return None
     return Parallel(matrix=tuple(out))
 
 
-def _matrix_values(value: Any) -> tuple[str, ...]:
-    if isinstance(value, list):
-        return tuple(scalar_text(v) for v in value)
-    return (scalar_text(value),)
+def _matrix_values(value: Any) -> tuple[str, ...] | None:
+    items = value if isinstance(value, list) else [value]
+    if any(isinstance(item, (dict, list)) for item in items):
+        return None
+    return tuple(scalar_text(v) for v in items)
 
 
 # ---- cache, artifacts --------------------------------------------------------------------------
@@ -550,9 +563,8 @@ def artifacts(reader: Reader, key: str, value: Any) -> Artifacts | None:
     sub.unknown_keys(ARTIFACT_KEYS, "artifacts config")
     reports: dict[str, tuple[str, ...]] = {}
     raw_reports = sub.mapping_of("reports") or {}
-    for name, paths in raw_reports.items():
-        if isinstance(paths, dict):  # coverage_report: {coverage_format, path}
-            paths = paths.get("path")
+    for name, raw in raw_reports.items():
+        paths = raw.get("path") if isinstance(raw, dict) else raw  # coverage_report: {path}
         if paths is not None:
             reports[str(name)] = sub.string_list("reports", paths) or ()
     return Artifacts(

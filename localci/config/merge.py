@@ -42,9 +42,8 @@ def resolve_extends(config: LocDict, problems: list[Problem]) -> LocDict:
     result = LocDict(loc=config.loc)
     result.key_locs.update(config.key_locs)
     for name, value in config.items():
-        if isinstance(value, dict) and "extends" in value:
-            value = _extend(config, name, resolved, (), problems)
-        result[name] = value
+        extended = isinstance(value, dict) and "extends" in value
+        result[name] = _extend(config, name, resolved, (), problems) if extended else value
     return result
 
 
@@ -146,7 +145,7 @@ def resolve_references(config: LocDict, problems: list[Problem]) -> LocDict:
     return result if isinstance(result, LocDict) else config
 
 
-class _TooBig(Exception):  # noqa: N818 - control flow, never leaves this module
+class _TooBig(Exception):
     def __init__(self, problem: Problem) -> None:
         super().__init__(problem.message)
         self.problem = problem

@@ -189,7 +189,8 @@ def _construct_reference(loader: _Loader, node: Node) -> Reference:
     if not items or not all(isinstance(i, ScalarNode) for i in items):
         raise ConfigError(
             Problem(
-                "!reference must be a list of one or more strings, e.g. !reference [.setup, script]",
+                "!reference must be a list of one or more strings, "
+                "e.g. !reference [.setup, script]",
                 loc,
             )
         )
@@ -240,6 +241,16 @@ def load_documents(text: str, display_name: str) -> tuple[list[Any], list[str]]:
             docs.append(loader.get_data())
     except yaml.MarkedYAMLError as exc:
         raise ConfigError(_yaml_problem(exc, display_name)) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        raise ConfigError(
+            Problem(
+                f"invalid YAML: unacceptable character {exc.character!r}: {exc.reason}",
+                Location(display_name, line, column),
+                hint="remove control characters; YAML allows only printable text",
+            )
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(Problem(f"invalid YAML: {exc}", Location(display_name, 1))) from None
     except RecursionError:
