@@ -570,10 +570,25 @@ def _size(size: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn every outcome into an exit code."""
-    sys.exit(run(argv))
+    code = 130
+    try:
+        code = run(argv)
+    except KeyboardInterrupt:
+        pass  # a late Ctrl-C (while printing the outcome): keep the outcome's code
+    finally:
+        _ignore_late_signals()
+    sys.exit(code)
+
+
+def _ignore_late_signals() -> None:
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def run(argv: list[str] | None = None) -> int:
+    _sigterm_interrupts()
     try:
         cli.main(args=argv, prog_name="localci", standalone_mode=False)
     except click.exceptions.Abort:
@@ -597,6 +612,18 @@ def run(argv: list[str] | None = None) -> int:
     except Exception:
         return _internal_error()
     return 0
+
+
+def _sigterm_interrupts() -> None:
+    """SIGTERM ends localci like Ctrl-C (exit 130, jobs stopped), from the very start."""
+    import signal
+    import threading
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _internal_error() -> int:

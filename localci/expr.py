@@ -333,7 +333,8 @@ class _Re2Translator:
             end += 1
         if end >= len(self.src):
             raise self._fail("missing closing )")
-        if not (added or removed) or (negated and not removed):
+        plain_group = self.src[end] == ":" and not (added or removed or negated)
+        if not plain_group and (not (added or removed) or (negated and not removed)):
             raise self._fail(f"invalid group flags {self.src[self.pos : end + 1]!r}")
         flags = (self.flags | added) - removed
         if self.src[end] == ")":

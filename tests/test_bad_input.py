@@ -422,11 +422,6 @@ def test_job_names_with_newlines_unicode_and_colons(repo: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="execute/job.py _file_name: job names are reduced to [A-Za-z0-9._-] for the log "
-    "file, so `a b` and `a/b` (or `€` and `£`) share one log: one job's log is lost",
-)
 def test_jobs_whose_names_differ_only_in_symbols_keep_their_own_logs(repo: Path) -> None:
     config = '"a b":\n  script: echo FIRST-LOG\n"a/b":\n  script: echo SECOND-LOG\n'
     write(repo, ".gitlab-ci.yml", config)

@@ -55,6 +55,10 @@ VARS: dict[str, str] = {
 }
 
 CASES: list[tuple[str, dict[str, str], bool]] = [
+    # non-capturing groups are valid RE2
+    ("$B =~ /^(?:main|develop)$/", {"B": "develop"}, True),
+    ("$B =~ /^(?:main|develop)$/", {"B": "dev"}, False),
+    ("$B =~ /^v(?:\\d+\\.){2}\\d+$/", {"B": "v1.2.3"}, True),
     # bare values: present? of the final value
     ("$MAIN", {}, True),
     ("$EMPTY", {}, False),

@@ -6,6 +6,7 @@ after_script -> cache save -> artifacts upload. Retries and allow_failure are de
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import re
@@ -21,9 +22,9 @@ from localci.errors import LocalCIError
 from localci.events import Event, JobOutput, JobStarted, Notice
 from localci.execute import script as scripts
 from localci.execute.durations import parse_duration
-from localci.execute.process import ProcessOutcome, run_bash
+from localci.execute.process import ProcessOutcome, kill_session, run_bash
 from localci.execute.results import JobResult, Status
-from localci.execute.store import Store
+from localci.execute.store import Store, atomic_write_text
 from localci.execute.venvs import PythonNotFound, VenvFactory, activated_env, python_for_image
 from localci.execute.workspace import Snapshot, Workspace, WorkspacePool, prepare_workspace
 from localci.plan.model import PlannedJob
@@ -202,6 +203,7 @@ class JobRunner:
         notes: list[str],
     ) -> _Attempt:
         ctx = self.ctx
+        _end_leftovers(ws, writer)
         writer.line(f"Preparing workspace {ws.project_dir}")
         prepare_workspace(
             ws, ctx.snapshot, ref=ctx.ref, ref_is_tag=ctx.ref_is_tag, user_git_dir=ctx.user_git_dir
@@ -220,13 +222,20 @@ class JobRunner:
             on_output=writer.line,
             timeout_s=timeout_s,
             cancel=cancel,
+            on_start=lambda pid: _remember_session(ws, pid),
         )
         attempt = _judge(outcome, timeout_s)
         if job.job.after_script and not outcome.timed_out:
             self._after_script(job, ws, env, attempt, writer)
+        (ws.state_dir / _SESSION_FILE).unlink(missing_ok=True)
         if attempt.status is not Status.CANCELED:  # a canceled job uploads nothing, as on GitLab
             attempt.extra = hooks.after(
-                job, ws, env, attempt.status is Status.SUCCESS, writer.text, notes,
+                job,
+                ws,
+                env,
+                attempt.status is Status.SUCCESS,
+                writer.text,
+                notes,
                 log=writer.line,
             )
         return attempt
@@ -306,6 +315,7 @@ class JobRunner:
             on_output=writer.line,
             timeout_s=timeout,
             cancel=None,
+            on_start=lambda pid: _remember_session(ws, pid),
         )
         if outcome.exit_code not in (0, None) or outcome.timed_out:
             writer.line(
@@ -418,7 +428,33 @@ def _note(notes: list[str], writer: _LogWriter, text: str) -> None:
 
 
 def _file_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "job"
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:80] or "job"
+    if readable == name:
+        return readable
+    # Different names can reduce to the same text (`a b`, `a/b`): keep them apart.
+    return f"{readable}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+_SESSION_FILE = "job-session"
+
+
+def _remember_session(ws: Workspace, pid: int) -> None:
+    """Note the job's session so a run after a SIGKILL of localci can end what it left."""
+    ws.state_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(ws.state_dir / _SESSION_FILE, str(pid))
+
+
+def _end_leftovers(ws: Workspace, writer: _LogWriter) -> None:
+    """Kill processes a killed localci left running in this slot (we hold its lock now)."""
+    marker = ws.state_dir / _SESSION_FILE
+    try:
+        session = int(marker.read_text().strip())
+    except (OSError, ValueError):
+        return
+    killed = kill_session(session, f"CI_PROJECT_DIR={ws.project_dir}")
+    if killed:
+        writer.line(f"Ended {killed} process(es) an interrupted earlier run left in this workspace")
+    marker.unlink(missing_ok=True)
 
 
 def _human(seconds: float) -> str:

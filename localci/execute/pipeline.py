@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from localci.events import Event, JobFinished, Notice, PipelineFinished, Pipelin
 from localci.execute.job import JobHooks, JobRunner, RunContext, current_environment
 from localci.execute.results import JobResult, RunResult, Status, pipeline_status
 from localci.execute.scheduler import Scheduler
-from localci.execute.store import Store, atomic_write_json, user_cache_dir
+from localci.execute.store import LockBusy, Store, atomic_write_json, user_cache_dir
 from localci.execute.venvs import VenvFactory
 from localci.execute.workspace import WorkspacePool, remove_stale, take_snapshot
 from localci.plan.model import Plan, PlannedJob
@@ -42,84 +43,135 @@ def run_pipeline(
     emit: Callable[[Event], None],
     hooks_factory: Callable[[Store, int], JobHooks] | None = None,
 ) -> RunResult:
-    """Run `jobs` (a selection of the plan's included jobs) and record everything."""
-    ctx = plan.context
-    store = Store(ctx.project_dir)
+    """Run `jobs` (a selection of the plan's included jobs) and record everything.
+
+    Ctrl-C or SIGTERM at any moment after the pipeline got its number ends with a record
+    that says canceled, then re-raises KeyboardInterrupt.
+    """
+    store = Store(plan.context.project_dir)
     store.ensure()
     remove_stale(store)
+    mark_abandoned(store)
     pipeline_id = store.next_pipeline_id()
     record = store.pipeline_dir(pipeline_id)
     started = time.monotonic()
-    cancel = threading.Event()
     results: dict[str, JobResult] = {}
-    emit(PipelineStarted(pipeline_id, tuple((j.name, j.stage, j.when) for j in jobs), str(record)))
-    _write_record(record, plan, pipeline_id, "running", results, 0.0)
-    for job in jobs:
-        if job.job.unsupported:
-            keys = ", ".join(job.job.unsupported)
-            emit(Notice(f"{keys}: not emulated locally; the job runs without it", job.name))
-    with _lock_snapshot(store, pipeline_id):
-        snapshot = take_snapshot(ctx.project_dir, store, pipeline_id=pipeline_id, sha=ctx.sha)
-        run_ctx = RunContext(
-            project_dir=ctx.project_dir,
-            store=store,
-            snapshot=snapshot,
-            pool=WorkspacePool(store, ctx.project_dir.name or "project"),
-            venvs=VenvFactory(user_cache_dir() / "virtualenv"),
-            record_dir=record,
-            ref=ctx.ref,
-            ref_is_tag=ctx.ref_is_tag,
-            user_git_dir=_git_dir(ctx.project_dir),
-            emit=emit,
-            user_variables=plan.user_variables,
-            base_env=current_environment(),
-            python=options.python,
-            default_timeout_s=options.timeout_s or 3600.0,
-            color=options.color,
-            pip_cache_dir=user_cache_dir() / "pip",
-            offline=options.offline,
-            hooks=hooks_factory(store, pipeline_id) if hooks_factory else None,
-        )
-
-        def report(result: JobResult) -> None:
-            results[result.name] = result
-            emit(JobFinished(result))
-
-        scheduler = Scheduler(
-            jobs,
-            JobRunner(run_ctx),
-            report,
-            max_parallel=options.max_parallel,
-            manual=options.manual,
-            cancel_on_failure=options.cancel_on_failure,
-            cancel=cancel,
-        )
-        interrupted = False
+    interrupted = False
+    with _interrupts() as disarm:
         try:
-            with _interrupt_on_sigterm():
-                scheduler.run()
+            emit(
+                PipelineStarted(
+                    pipeline_id, tuple((j.name, j.stage, j.when) for j in jobs), str(record)
+                )
+            )
+            _write_record(record, plan, pipeline_id, "running", results, 0.0)
+            _announce_unsupported(jobs, emit)
+            with _lock_snapshot(store, pipeline_id):
+                _run_jobs(plan, jobs, options, emit, hooks_factory, store, pipeline_id, results)
         except KeyboardInterrupt:
             interrupted = True
-    status = (
-        "canceled"
-        if interrupted
-        else pipeline_status((r.status, r.allow_failure) for r in results.values())
-    )
-    if not results and not interrupted:
-        status = "skipped"
-    duration = time.monotonic() - started
-    _write_record(record, plan, pipeline_id, status, results, duration)
-    result = RunResult(
-        pipeline_id,
-        status,
-        tuple(results[j.name] for j in jobs if j.name in results),
-        duration,
-        str(record),
-    )
+        finally:
+            disarm()  # a second Ctrl-C must not cut the final record short
+        result = _finish(plan, jobs, record, pipeline_id, results, started, interrupted)
     emit(PipelineFinished(result))
     if interrupted:
         raise KeyboardInterrupt
     return result
+
+
+def _run_jobs(
+    plan: Plan,
+    jobs: Sequence[PlannedJob],
+    options: RunOptions,
+    emit: Callable[[Event], None],
+    hooks_factory: Callable[[Store, int], JobHooks] | None,
+    store: Store,
+    pipeline_id: int,
+    results: dict[str, JobResult],
+) -> None:
+    ctx = plan.context
+    snapshot = take_snapshot(ctx.project_dir, store, pipeline_id=pipeline_id, sha=ctx.sha)
+    run_ctx = RunContext(
+        project_dir=ctx.project_dir,
+        store=store,
+        snapshot=snapshot,
+        pool=WorkspacePool(store, ctx.project_dir.name or "project"),
+        venvs=VenvFactory(user_cache_dir() / "virtualenv"),
+        record_dir=store.pipeline_dir(pipeline_id),
+        ref=ctx.ref,
+        ref_is_tag=ctx.ref_is_tag,
+        user_git_dir=_git_dir(ctx.project_dir),
+        emit=emit,
+        user_variables=plan.user_variables,
+        base_env=current_environment(),
+        python=options.python,
+        default_timeout_s=options.timeout_s or 3600.0,
+        color=options.color,
+        pip_cache_dir=user_cache_dir() / "pip",
+        offline=options.offline,
+        hooks=hooks_factory(store, pipeline_id) if hooks_factory else None,
+    )
+
+    def report(result: JobResult) -> None:
+        results[result.name] = result
+        emit(JobFinished(result))
+
+    Scheduler(
+        jobs,
+        JobRunner(run_ctx),
+        report,
+        max_parallel=options.max_parallel,
+        manual=options.manual,
+        cancel_on_failure=options.cancel_on_failure,
+    ).run()
+
+
+def _announce_unsupported(jobs: Sequence[PlannedJob], emit: Callable[[Event], None]) -> None:
+    for job in jobs:
+        if job.job.unsupported:
+            keys = ", ".join(job.job.unsupported)
+            emit(Notice(f"{keys}: not emulated locally; the job runs without it", job.name))
+
+
+def _finish(
+    plan: Plan,
+    jobs: Sequence[PlannedJob],
+    record: Path,
+    pipeline_id: int,
+    results: dict[str, JobResult],
+    started: float,
+    interrupted: bool,
+) -> RunResult:
+    if interrupted:
+        status = "canceled"
+    elif not results:
+        status = "skipped"
+    else:
+        status = pipeline_status((r.status, r.allow_failure) for r in results.values())
+    duration = time.monotonic() - started
+    _write_record(record, plan, pipeline_id, status, results, duration)
+    ordered = tuple(results[j.name] for j in jobs if j.name in results)
+    return RunResult(pipeline_id, status, ordered, duration, str(record))
+
+
+def mark_abandoned(store: Store, *, recent: int = 20) -> None:
+    """Records left 'running' by a localci that was killed (its lock is free) become canceled."""
+    latest = store.latest_pipeline_id() or 0
+    for pipeline_id in range(max(1, latest - recent + 1), latest + 1):
+        path = store.pipeline_dir(pipeline_id) / "pipeline.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if data.get("status") != "running":
+            continue
+        try:
+            with store.lock(f"pipeline-{pipeline_id}", blocking=False):
+                data["status"] = "canceled"
+                data["reason"] = "localci was stopped before it could finish this run"
+                atomic_write_json(path, data)
+        except LockBusy:
+            continue  # another localci is running it right now
 
 
 @contextmanager
@@ -130,20 +182,31 @@ def _lock_snapshot(store: Store, pipeline_id: int) -> Iterator[None]:
 
 
 @contextmanager
-def _interrupt_on_sigterm() -> Iterator[None]:
-    """SIGTERM stops a run like Ctrl-C does: jobs are killed, the record says canceled."""
+def _interrupts() -> Iterator[Callable[[], None]]:
+    """SIGINT and SIGTERM stop a run alike (KeyboardInterrupt) until disarmed.
+
+    Yields `disarm`: after it, signals are noted but no longer interrupt, so the final
+    record is always written.
+    """
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield lambda: None
         return
+    armed = [True]
 
     def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        if armed[0]:
+            armed[0] = False
+            raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    def disarm() -> None:
+        armed[0] = False
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield disarm
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _git_dir(project_dir: Path) -> Path | None:

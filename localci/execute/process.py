@@ -55,6 +55,7 @@ def run_bash(
     timeout_s: float | None = None,
     cancel: threading.Event | None = None,
     term_grace_s: float = 3.0,
+    on_start: Callable[[int], None] | None = None,
 ) -> ProcessOutcome:
     """Run `script` with `bash --noprofile --norc` in `cwd` with exactly `env`, stdin /dev/null.
 
@@ -70,6 +71,8 @@ def run_bash(
     with _script_file(script) as path:
         child = _Child(_spawn(path, cwd, env), _LineSplitter(on_output))
         try:
+            if on_start is not None:
+                on_start(child.proc.pid)
             stop = _pump(child, deadline, cancel)
         finally:
             child.shutdown(term_grace_s)
@@ -361,3 +364,33 @@ def _parse_stat(raw: bytes) -> _Stat:
     return _Stat(
         fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19])
     )
+
+
+def kill_session(session_id: int, marker: str) -> int:
+    """SIGKILL the processes of a session left behind by a killed localci; returns the count.
+
+    A job's bash leads its own session (start_new_session), so its session id is its pid.
+    Since that pid may have been reused, only processes whose environment contains `marker`
+    (e.g. `CI_PROJECT_DIR=<workspace>`) are killed.
+    """
+    killed = 0
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 3 and fields[3] == str(session_id) and _has_env(entry, marker):
+            with contextlib.suppress(OSError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+    return killed
+
+
+def _has_env(proc: Path, marker: str) -> bool:
+    try:
+        return marker.encode() in (proc / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return False

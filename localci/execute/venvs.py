@@ -93,7 +93,7 @@ def _venv_of(session: Any) -> Venv:
 
 def find_python(spec: str) -> str | None:
     """The executable virtualenv's discovery picks for `spec` ("3.11", "3", a path), or None."""
-    from virtualenv.discovery.builtin import get_interpreter  # noqa: PLC0415 - import is slow
+    from virtualenv.discovery.builtin import get_interpreter
 
     with _LOCK:
         info = get_interpreter(spec, (), env=_virtualenv_env())
@@ -136,6 +136,6 @@ def _virtualenv_env() -> dict[str, str]:
 
 
 def _virtualenv_api() -> Any:
-    import virtualenv  # noqa: PLC0415 - costs ~130 ms, only paid when a venv is needed
+    import virtualenv
 
     return virtualenv
