@@ -82,6 +82,13 @@ class _Loader(_Base):  # type: ignore[valid-type,misc]
     warnings: list[str]
     node_count = 0
 
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        # PyYAML resolves every scalar's tag with regexes in Python; CI files repeat the same
+        # scalars (stage names, commands) a lot, so remember the answers.
+        if kind is ScalarNode and isinstance(value, str):
+            return _resolve_scalar(self, value, tuple(implicit))
+        return super().resolve(kind, value, implicit)
+
     def _loc(self, node: Node) -> Location:
         mark = node.start_mark
         return Location(self.display_name, mark.line + 1, mark.column + 1)
@@ -103,6 +110,19 @@ class _Loader(_Base):  # type: ignore[valid-type,misc]
         # libyaml composes in C, so the node graph is checked here, before anything is built.
         _check_node_graph(self, node)
         return super().construct_document(node)
+
+
+_RESOLVED: dict[tuple[str, tuple[bool, ...]], str] = {}
+
+
+def _resolve_scalar(loader: _Loader, value: str, implicit: tuple[bool, ...]) -> str:
+    key = (value, implicit)
+    tag = _RESOLVED.get(key)
+    if tag is None:
+        tag = yaml.resolver.Resolver.resolve(loader, ScalarNode, value, implicit)  # type: ignore[no-untyped-call]
+        if len(_RESOLVED) < 100_000:
+            _RESOLVED[key] = tag
+    return tag
 
 
 def _flatten_merge_keys(loader: _Loader, node: MappingNode) -> None:

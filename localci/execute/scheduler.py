@@ -225,10 +225,10 @@ def _canceled(job: PlannedJob, reason: str) -> JobResult:
 
 def _skip_reason(job: PlannedJob) -> str:
     if job.when == "on_failure":
-        return "skipped: when: on_failure and nothing before it failed"
+        return "when: on_failure, and nothing before it failed"
     if job.dag:
-        return "skipped: a job it needs did not succeed"
-    return "skipped: an earlier stage failed"
+        return "a job it needs did not succeed"
+    return "an earlier stage failed"
 
 
 def _sleep_unless(cancel: threading.Event, seconds: float) -> None:

@@ -115,6 +115,9 @@ class TransferHooks(JobHooks):
         self.caches = CacheStore(store)
         self._states: dict[tuple[str, int], _JobState] = {}
         self._lock = threading.Lock()
+        # A finished job's record never changes: read each one once per pipeline, not per
+        # receiving job (stage mode hands every earlier job to every later one).
+        self._records: dict[str, ArtifactRecord] = {}
 
     # --------------------------------------------------------------------------- dotenv
 
@@ -128,7 +131,16 @@ class TransferHooks(JobHooks):
         return variables
 
     def _record(self, source: str) -> ArtifactRecord | None:
-        return find_record(self.store, self.pipeline_id, source, previous=self.previous_pipelines)
+        with self._lock:
+            known = self._records.get(source)
+        if known is not None:
+            return known
+        record = find_record(self.store, self.pipeline_id, source,
+                             previous=self.previous_pipelines)
+        if record is not None:
+            with self._lock:
+                self._records[source] = record
+        return record
 
     # --------------------------------------------------------------------------- before
 
