@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
@@ -217,7 +217,15 @@ def integrity_of(data: bytes) -> str:
 
 
 def _read_local(scope: _Scope, path: str, where: Location | None) -> _Unit:
-    text = scope.source.read(path)
+    try:
+        text = scope.source.read(path)
+    except ConfigError as exc:  # give the reader's finding the include's file:line
+        raise ConfigError(
+            [
+                replace(p, location=p.location or where, path=p.path or "include")
+                for p in exc.problems
+            ]
+        ) from None
     name = scope.prefix + path
     if text is None:
         raise ConfigError(
@@ -740,6 +748,16 @@ def _rule_matches(
                 Problem(str(exc), location_of(rule) or loc, path="include:rules:if")
             )
             return False
+    for key in ("exists", "changes"):
+        if key in rule and not _valid_patterns(rule[key]):
+            ctx.problems.append(
+                Problem(
+                    f"include rule `{key}` should be a list of paths or globs, not {rule[key]!r}",
+                    location_of(rule) or loc,
+                    path=f"include:rules:{key}",
+                )
+            )
+            return False
     if "exists" in rule:
         patterns = _patterns(rule["exists"])
         files = scope.source.list_files()
@@ -755,9 +773,18 @@ def _rule_matches(
     return True
 
 
+def _valid_patterns(value: Any) -> bool:
+    if isinstance(value, dict):
+        value = value.get("paths", [])
+    items = [value] if isinstance(value, str) else value
+    return isinstance(items, list) and all(isinstance(v, str) for v in items)
+
+
 def _patterns(value: Any) -> list[str]:
     if isinstance(value, dict):
         value = value.get("paths", [])
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value or []]
+    if isinstance(value, (str, int, float)):
+        return [str(value)]
+    if not isinstance(value, list):
+        return []
+    return [str(v) for v in value]

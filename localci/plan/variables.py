@@ -638,6 +638,10 @@ def _unescape(value: str) -> str:
 def _load_yaml_file(path: Path, text: str) -> dict[str, VarValue]:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise ConfigError(
+            _file_problem(path, 1, "nested too deeply", "variables are `NAME: value` lines")
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
