@@ -14,7 +14,7 @@ import click
 import yaml
 
 from localci import __version__
-from localci.errors import ConfigError, LocalCIError, UsageError
+from localci.errors import ConfigError, GitError, LocalCIError, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -348,6 +348,11 @@ def run_command(
         return
     selection = select_jobs(plan, stages=stages, names=job_names, with_needs=with_needs)
     jobs = list(selection.ordered())
+    if not dry_run and not plan.context.is_git_repo:
+        # Workspaces are snapshots of a git working tree (tracked + untracked, not ignored).
+        raise GitError(f"`localci run` needs a git repository: jobs run in a snapshot of its "
+                       f"working tree, and {plan.context.project_dir} is not one; run "
+                       "`git init` there (nothing needs to be committed) and try again")
     if dry_run:
         from localci.report.listing import print_list
 

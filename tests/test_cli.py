@@ -99,3 +99,11 @@ def test_bad_var_assignment_is_usage_error(tmp_path: Path) -> None:
     result = run_cli(repo(tmp_path), "list", "--var", "no-equals-sign")
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+def test_run_outside_git_explains_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / ".gitlab-ci.yml").write_text("job: {script: [echo hi]}\n")
+    result = run_cli(tmp_path, "run", "--no-tty")
+    assert result.exit_code == 3
+    assert "git init" in result.stderr and "Traceback" not in result.output
+    assert run_cli(tmp_path, "list", "--json").exit_code == 0
