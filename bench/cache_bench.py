@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from localci.execute.artifacts import read_manifest, remove_tree
+from localci.execute.artifacts import read_manifest
 from localci.execute.cache import CacheStore
-from localci.execute.store import Store
+from localci.execute.store import Store, remove_tree
 
 # Share of files and of bytes per size class: many small sources, a few large libraries.
 _CLASSES = ((0.80, 0.15), (0.18, 0.27), (0.019, 0.36), (0.001, 0.22))

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import stat
 import subprocess
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from localci.errors import ConfigError, Problem, StateError, UsageError
-from localci.execute.store import Store, atomic_write_json, state_error
+from localci.execute.store import Store, atomic_write_json, remove_tree, state_error
 from localci.globs import doublestar_match, glob_tree, project_relative_pattern
 from localci.plan.variables import expand_runner
 
@@ -697,22 +696,6 @@ def _replace(path: str) -> None:
         remove_tree(Path(path))
     else:
         Path(path).unlink()
-
-
-def remove_tree(path: Path) -> None:
-    """rmtree that also removes read-only directories; a missing path is fine."""
-    if not path.exists() and not path.is_symlink():
-        return
-    try:
-        shutil.rmtree(path)
-    except PermissionError:
-        for dirpath, dirnames, _ in os.walk(path):
-            for name in (".", *dirnames):
-                with contextlib.suppress(OSError):
-                    Path(dirpath, name).chmod(0o700)
-        shutil.rmtree(path)
-    except FileNotFoundError:
-        pass
 
 
 # ------------------------------------------------------------------------ temp and stale trees

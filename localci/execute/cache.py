@@ -42,7 +42,6 @@ from localci.execute.artifacts import (
     read_manifest,
     reloc_marker,
     relocator,
-    remove_tree,
     restore_tree,
     retire,
     seal,
@@ -51,7 +50,7 @@ from localci.execute.artifacts import (
     verify_tree,
     write_tree,
 )
-from localci.execute.store import LockBusy, Store, atomic_write_json, state_error
+from localci.execute.store import LockBusy, Store, atomic_write_json, remove_tree, state_error
 from localci.plan.variables import expand_runner
 
 POLICIES = ("pull", "push", "pull-push")

@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -205,3 +206,19 @@ def _acquire(path: Path, *, blocking: bool, shared: bool) -> int:
         except FileNotFoundError:
             pass
         os.close(fd)
+
+
+def remove_tree(path: Path) -> None:
+    """rmtree that also removes read-only directories; a missing path is fine."""
+    if not path.exists() and not path.is_symlink():
+        return
+    try:
+        shutil.rmtree(path)
+    except PermissionError:
+        for dirpath, dirnames, _ in os.walk(path):
+            for name in (".", *dirnames):
+                with contextlib.suppress(OSError):
+                    Path(dirpath, name).chmod(0o700)
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass

@@ -29,6 +29,7 @@ from localci.execute.store import (
     LockBusy,
     Store,
     atomic_write_json,
+    remove_tree,
     state_error,
     temp_path_for,
 )
@@ -573,15 +574,7 @@ def _remove(path: Path) -> None:
     if not stat.S_ISDIR(st.st_mode):
         path.unlink()
         return
-    try:
-        shutil.rmtree(path)
-    except PermissionError:
-        # Jobs create read-only directories (chmod -w, some package caches); unlock and retry.
-        for dirpath, dirnames, _ in os.walk(path):
-            for name in (".", *dirnames):
-                with contextlib.suppress(OSError):
-                    (Path(dirpath) / name).chmod(0o700)
-        shutil.rmtree(path)
+    remove_tree(path)
 
 
 def _restore_entries(

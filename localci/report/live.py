@@ -27,7 +27,7 @@ from localci.events import (
 )
 from localci.execute.results import JobResult, Status
 from localci.report.plain import JOB_STYLES
-from localci.report.summary import print_summary, status_label
+from localci.report.summary import print_summary, status_label, tests_summary
 
 COMPACT_WIDTH = 60
 COLUMN_WIDTH = 26
@@ -378,15 +378,8 @@ def detail(view: JobView) -> Text:
 
 
 def tests_text(result: JobResult) -> str:
-    tests = result.tests
-    if tests is None:
-        return ""
-    parts = [f"{tests.passed} passed"]
-    if tests.failed or tests.errors:
-        parts.append(f"{tests.failed + tests.errors} failed")
-    if tests.skipped:
-        parts.append(f"{tests.skipped} skipped")
-    return "tests: " + ", ".join(parts)
+    counts = tests_summary(result)
+    return f"tests: {counts}" if counts else ""
 
 
 def fit(text: str | Text, width: int, *, style: str = "", pad: bool = False) -> Text:

@@ -71,13 +71,14 @@ def summary_table(jobs: Sequence[JobResult]) -> Table:
             job.stage,
             Text(label, style=style),
             f"{job.duration_s:.1f}s" if job.attempts else "",
-            _tests(job),
+            tests_summary(job),
             f"{job.coverage:g}%" if job.coverage is not None else "",
         )
     return table
 
 
-def _tests(job: JobResult) -> str:
+def tests_summary(job: JobResult) -> str:
+    """'4 passed, 1 failed, 2 skipped' from the job's junit counts ('' without a report)."""
     tests = job.tests
     if tests is None:
         return ""
