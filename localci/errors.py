@@ -81,15 +81,17 @@ class PlanError(ConfigError):
 
 
 class GitError(LocalCIError):
-    """A git fact was needed and could not be obtained."""
+    """A git fact was needed and could not be obtained (exit 3: the user's setup to fix)."""
 
     exit_code = 3
 
 
 class StateError(LocalCIError):
-    """localci's own state (.localci/, caches) could not be read or written."""
+    """localci's own state (.localci/, caches) could not be read or written.
 
-    exit_code = 4
+    Exit 3, not 4: a read-only or full disk is the user's environment to fix, not a crash."""
+
+    exit_code = 3
 
 
 class Interrupted(LocalCIError):

@@ -472,12 +472,7 @@ def test_an_unusable_state_directory_gives_a_clear_error(repo: Path, how: str) -
     assert tree_hash(repo) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="errors.py: StateError.exit_code is 4, the code of a crash; an unusable .localci/ "
-    "is the user's environment, not a bug (proposal: its own exit code)",
-)
 @pytest.mark.parametrize("how", ["state-is-a-file", "read-only-state"])
 def test_an_unusable_state_directory_is_not_an_internal_error(repo: Path, how: str) -> None:
     code, output, _ = _run_with_broken_state(repo, how)
-    assert code not in (0, 4), output
+    assert code == 3, output
