@@ -219,6 +219,11 @@ def _finished(lines: list[str]) -> bool:
     return any(re.match(r"Pipeline #\d+ \w+ in ", line) for line in lines)
 
 
+def _all_jobs_ended(lines: list[str]) -> bool:
+    ended = [line for line in lines if re.match(r"\[[^]]*\] (passed|failed|skipped)", line)]
+    return len(ended) >= JOBS
+
+
 def _outside_scheduler(lines: list[str]) -> bool:
     """The signal came before any job started, or after every job ended: the run is then not
     protected (test_interrupt_outside_the_jobs_records_canceled documents it)."""
@@ -231,8 +236,9 @@ def _check_record(
     findings: Findings, where: str, code: int, record: dict[str, Any], lines: list[str]
 ) -> None:
     status = record["status"]
-    # a signal after the pipeline's end interrupts only the printing: its record stands
-    interrupted = code == 130 and not _finished(lines)
+    # a signal after the pipeline's end interrupts only the printing: its record stands (the
+    # summary table is printed after the record is written and before the "Pipeline #" line)
+    interrupted = code == 130 and not (_finished(lines) or _all_jobs_ended(lines))
     allowed = {"canceled"} if interrupted else {"success", "failed", "canceled"}
     if status in allowed:
         return

@@ -124,6 +124,59 @@ def test_each_job_gets_its_own_virtualenv(tmp_path: Path) -> None:
         __import__("localci_demo_pkg")
 
 
+def _tiny_wheel(directory: Path) -> str:
+    """A minimal pure-Python wheel pip installs offline: `import localci_tiny`."""
+    import zipfile
+
+    name = "localci_tiny-1.0-py3-none-any.whl"
+    info = "localci_tiny-1.0.dist-info"
+    files = {
+        "localci_tiny.py": "VALUE = 42\n",
+        f"{info}/METADATA": "Metadata-Version: 2.1\nName: localci-tiny\nVersion: 1.0\n",
+        f"{info}/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    record = "".join(f"{path},,\n" for path in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(directory / name, "w") as wheel:
+        for path, text in {**files, f"{info}/RECORD": record}.items():
+            wheel.writestr(path, text)
+    return name
+
+
+def test_a_pip_install_never_reaches_the_next_job_of_the_slot(tmp_path: Path) -> None:
+    """Venvs are kept between jobs only when untouched; one `pip install` makes it new."""
+    repo = make_repo(tmp_path / "p", {"README": "x"})
+    wheel = _tiny_wheel(repo)
+    write_files(
+        repo,
+        {
+            ".gitlab-ci.yml": f"""
+            stages: [one, two, three]
+            plain:
+              stage: one
+              script: ["! python -c 'import localci_tiny'"]
+            install:
+              stage: two
+              script:
+                - pip install --no-index {wheel}
+                - python -c "import localci_tiny; assert localci_tiny.VALUE == 42"
+            after:
+              stage: three
+              script: ["! python -c 'import localci_tiny'"]
+            """
+        },
+    )
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "wheel")
+    for _ in range(2):
+        code, data, output = report(repo, "-j", "1")
+        assert code == 0, output
+        assert statuses(data) == {"plain": "success", "install": "success", "after": "success"}
+    assert "(created)" in log_of(data, "after")
+    assert "untouched since its creation, kept" in log_of(data, "install")
+
+
 def test_shell_semantics_pipefail_and_after_script(tmp_path: Path) -> None:
     repo = make_repo(
         tmp_path / "p",

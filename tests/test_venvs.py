@@ -200,3 +200,42 @@ def test_activated_env() -> None:
     }
     assert base["PYTHONHOME"] == "/x"
     assert activated_env({}, venv)["PATH"] == f"/w/venv/bin:{os.defpath}"
+
+
+def test_fresh_keeps_an_untouched_venv_and_recreates_a_touched_one(
+    factory: VenvFactory, tmp_path: Path
+) -> None:
+    dest, record = tmp_path / "venv", tmp_path / "venv.json"
+    first, kept = factory.fresh(dest, None, record)
+    assert not kept
+    code, lines = bash_in(first, "python -c 'import pip, json' && pip --version", tmp_path)
+    assert code == 0, lines
+    again, kept = factory.fresh(dest, None, record)
+    assert kept and again == first
+
+    activate = first.bin_dir / "activate"
+    before = activate.stat()
+    text = activate.read_bytes()
+    # Same size, same mtime, other bytes: only the ctime tells.
+    activate.write_bytes(text.replace(b"deactivate", b"DEACTIVATE", 1))
+    os.utime(activate, ns=(before.st_atime_ns, before.st_mtime_ns))
+    _, kept = factory.fresh(dest, None, record)
+    assert not kept
+    assert activate.read_bytes() == text
+
+
+def test_fresh_recreates_for_another_interpreter_or_a_lost_record(
+    factory: VenvFactory, tmp_path: Path
+) -> None:
+    dest, record = tmp_path / "venv", tmp_path / "venv.json"
+    factory.fresh(dest, None, record)
+    _, kept = factory.fresh(dest, CURRENT, record)
+    assert not kept
+    _, kept = factory.fresh(dest, CURRENT, record)
+    assert kept
+    record.write_text("{not json")
+    _, kept = factory.fresh(dest, CURRENT, record)
+    assert not kept
+    (dest / "lib" / "extra.pth").write_text("")
+    _, kept = factory.fresh(dest, CURRENT, record)
+    assert not kept and not (dest / "lib" / "extra.pth").exists()

@@ -325,9 +325,9 @@ def _safe_rel(path: str) -> bool:
     return all(part not in ("", ".", "..") for part in path.split("/"))
 
 
-def seal(tree_dir: Path, manifest: Manifest) -> None:
+def seal(tree_dir: Path, manifest: Manifest, *, durable: bool = True) -> None:
     """Write the manifest, the last step that makes a stored tree usable."""
-    atomic_write_json(tree_dir / MANIFEST, manifest.as_json())
+    atomic_write_json(tree_dir / MANIFEST, manifest.as_json(), durable=durable)
 
 
 def reloc_marker(project_dir: Path, builds_dir: Path | None) -> bytes:
@@ -880,7 +880,8 @@ def _build_record(tmp: Path, upload: ArtifactUpload) -> Manifest:
         tuple(entries),
         meta,
     )
-    seal(tmp, manifest)
+    # A record of no files is only a marker, cheaper to lose in a crash than to fsync per job.
+    seal(tmp, manifest, durable=bool(entries or upload.reports))
     return manifest
 
 

@@ -10,7 +10,6 @@ import hashlib
 import itertools
 import os
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -24,7 +23,7 @@ from localci.execute import script as scripts
 from localci.execute.durations import parse_duration
 from localci.execute.process import ProcessOutcome, kill_session, run_bash
 from localci.execute.results import JobResult, Status
-from localci.execute.store import Store, atomic_write_text
+from localci.execute.store import Store
 from localci.execute.venvs import PythonNotFound, VenvFactory, activated_env, python_for_image
 from localci.execute.workspace import Snapshot, Workspace, WorkspacePool, prepare_workspace
 from localci.plan.model import PlannedJob
@@ -251,20 +250,19 @@ class JobRunner:
                 writer,
                 f"image {image!r} is not emulated: the job runs on this machine's tools",
             )
-        dest = ws.builds_dir / "venv"
-        shutil.rmtree(dest, ignore_errors=True)
+        dest, record = ws.builds_dir / "venv", ws.state_dir / "venv.json"
         try:
-            venv = self.ctx.venvs.create(dest, wanted)
+            venv, kept = self.ctx.venvs.fresh(dest, wanted, record)
         except PythonNotFound:
             _note(
                 notes,
                 writer,
                 f"Python {wanted} is not installed here; using the default interpreter instead",
             )
-            venv = self.ctx.venvs.create(
-                dest, self.ctx.python if wanted != self.ctx.python else None
-            )
-        writer.line(f"Using Python {venv.version} in a fresh virtualenv")
+            fallback = self.ctx.python if wanted != self.ctx.python else None
+            venv, kept = self.ctx.venvs.fresh(dest, fallback, record)
+        how = "untouched since its creation, kept" if kept else "created"
+        writer.line(f"Using Python {venv.version} in a fresh virtualenv ({how})")
         base = {k: v for k, v in self.ctx.base_env.items() if k not in DROPPED_ENV}
         return activated_env(base, venv)
 
@@ -440,8 +438,9 @@ _SESSION_FILE = "job-session"
 
 def _remember_session(ws: Workspace, pid: int) -> None:
     """Note the job's session so a run after a SIGKILL of localci can end what it left."""
-    ws.state_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(ws.state_dir / _SESSION_FILE, str(pid))
+    # A plain write: the slot is locked, and a torn or stale number is harmless because
+    # _end_leftovers kills only processes that carry this workspace in their environment.
+    (ws.state_dir / _SESSION_FILE).write_text(str(pid))
 
 
 def _end_leftovers(ws: Workspace, writer: _LogWriter) -> None:

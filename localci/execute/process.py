@@ -344,16 +344,24 @@ def _descendants(roots: set[int], table: Mapping[int, _Stat]) -> set[int]:
 
 
 def _process_table() -> dict[int, _Stat] | None:
-    proc = Path("/proc")
     try:
-        names = [entry.name for entry in proc.iterdir()]
+        names = os.listdir("/proc")  # noqa: PTH208 (hot path)
     except OSError:
         return None
     table: dict[int, _Stat] = {}
+    # Raw os calls, not pathlib: this runs at the end of every job, over every process.
     for name in names:
         if name.isdigit():
-            with contextlib.suppress(OSError):
-                table[int(name)] = _parse_stat((proc / name / "stat").read_bytes())
+            try:
+                fd = os.open(f"/proc/{name}/stat", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                table[int(name)] = _parse_stat(os.read(fd, 4096))
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
     return table
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 
 
@@ -91,6 +91,11 @@ def contribution(status: Status, allow_failure: bool) -> str:
 def composite(predecessors: Iterable[tuple[Status, bool]], *, dag: bool) -> str:
     """GitLab's composite status of a job's predecessors (status/composite.rb)."""
     values = {contribution(status, allowed) for status, allowed in predecessors}
+    return composite_of(values, dag=dag)
+
+
+def composite_of(values: Set[str], *, dag: bool) -> str:
+    """`composite` from the set of the predecessors' contributions."""
     if not values:
         return "success"
     settled = {"success", "failed", "canceled", "skipped", "success_with_warnings"}

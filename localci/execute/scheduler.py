@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from localci.execute.results import JobResult, Status, composite, decide
+from localci.execute.results import JobResult, Status, composite, composite_of, contribution, decide
 from localci.plan.model import PlannedJob
 
 RunJob = Callable[[PlannedJob, threading.Event], JobResult]
@@ -28,6 +28,10 @@ class _State:
     running: dict[Future[JobResult], PlannedJob] = field(default_factory=dict)
     busy_groups: set[str] = field(default_factory=set)
     stop_starting: bool = False
+    # Contributions of each stage's jobs, recomputed only for stages a status changed in: with
+    # hundreds of jobs, recomputing every stage at every settle would be quadratic.
+    stage_values: dict[int, frozenset[str]] = field(default_factory=dict)
+    dirty_stages: set[int] = field(default_factory=set)
 
 
 class Scheduler:
@@ -53,11 +57,15 @@ class Scheduler:
         self.cancel = cancel or threading.Event()
         self.by_name = {job.name: job for job in self.jobs}
         self.stage_order = sorted({job.stage_index for job in self.jobs})
+        self.by_stage: dict[int, list[PlannedJob]] = {}
+        for job in self.jobs:
+            self.by_stage.setdefault(job.stage_index, []).append(job)
 
     def run(self) -> dict[str, JobResult]:
         state = _State(
             status={j.name: Status.CREATED for j in self.jobs},
             allowed={j.name: j.allow_failure.allowed for j in self.jobs},
+            dirty_stages=set(self.stage_order),
         )
         with ThreadPoolExecutor(
             max_workers=self.max_parallel, thread_name_prefix="localci-job"
@@ -91,9 +99,7 @@ class Scheduler:
         """Decide every job whose predecessors are settled; True if anything changed."""
         changed = False
         stage_status = self._stage_prefix_status(state)
-        for job in self.jobs:
-            if state.status[job.name] is not Status.CREATED or job.name in _names(state.running):
-                continue
+        for job in [job for job in self.jobs if state.status[job.name] is Status.CREATED]:
             verdict = decide(
                 job.when, self._predecessor_status(job, state, stage_status), dag=job.dag
             )
@@ -143,6 +149,7 @@ class Scheduler:
         if group:
             state.busy_groups.add(group)
         state.status[job.name] = Status.RUNNING
+        state.dirty_stages.add(job.stage_index)
         state.running[pool.submit(self._run_one, job)] = job
         return True
 
@@ -165,19 +172,23 @@ class Scheduler:
     def _set(self, state: _State, job: PlannedJob, result: JobResult) -> None:
         state.status[job.name] = result.status
         state.allowed[job.name] = result.allow_failure
+        state.dirty_stages.add(job.stage_index)
         state.results[job.name] = result
         self.report(result)
 
     def _stage_prefix_status(self, state: _State) -> Mapping[int, str]:
         """Composite of all jobs in stages before each stage index (stage mode, linear)."""
+        for index in state.dirty_stages:
+            state.stage_values[index] = frozenset(
+                contribution(state.status[j.name], state.allowed[j.name])
+                for j in self.by_stage[index]
+            )
+        state.dirty_stages.clear()
         out: dict[int, str] = {}
-        seen: list[tuple[Status, bool]] = []
-        by_stage: dict[int, list[PlannedJob]] = {}
-        for job in self.jobs:
-            by_stage.setdefault(job.stage_index, []).append(job)
+        seen: frozenset[str] = frozenset()
         for index in self.stage_order:
-            out[index] = composite(seen, dag=False)
-            seen.extend((state.status[j.name], state.allowed[j.name]) for j in by_stage[index])
+            out[index] = composite_of(seen, dag=False)
+            seen |= state.stage_values[index]
         return out
 
     def _predecessor_status(
@@ -213,10 +224,6 @@ class Scheduler:
                 else:
                     result = _canceled(job, reason)
                 self._set(state, job, result)
-
-
-def _names(running: Mapping[Future[JobResult], PlannedJob]) -> set[str]:
-    return {job.name for job in running.values()}
 
 
 def _canceled(job: PlannedJob, reason: str) -> JobResult:

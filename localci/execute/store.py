@@ -8,10 +8,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,8 +60,10 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the whole new one."""
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write `data` to `path` so that readers see the old file or the whole new one.
+
+    `durable=False` skips the fsyncs, for hints whose loss in a crash costs only time."""
     tmp = temp_path_for(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
@@ -67,25 +71,27 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         tmp.replace(path)
-        _fsync_dir(path.parent)
+        if durable:
+            _fsync_dir(path.parent)
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise state_error(path, exc) from exc
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
     """Atomically write UTF-8 text."""
-    atomic_write_bytes(path, text.encode())
+    atomic_write_bytes(path, text.encode(), durable=durable)
 
 
-def atomic_write_json(path: Path, obj: object) -> None:
+def atomic_write_json(path: Path, obj: object, *, durable: bool = True) -> None:
     """Atomically write compact JSON (one trailing newline)."""
-    atomic_write_text(path, json.dumps(obj, separators=(",", ":")) + "\n")
+    atomic_write_text(path, json.dumps(obj, separators=(",", ":")) + "\n", durable=durable)
 
 
 def user_cache_dir() -> Path:
@@ -222,3 +228,33 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path)
     except FileNotFoundError:
         pass
+
+
+def tree_fingerprint(root: Path) -> str:
+    """A digest of every entry under `root` (symlinks not followed); "" when `root` is missing.
+
+    Inode, size, mode, mtime and ctime of each entry: a job can fake an mtime but not a ctime,
+    so an equal fingerprint means nobody wrote, replaced or chmod-ed anything in the tree.
+    """
+    digest = hashlib.sha256()
+    pending = [str(root)]
+    try:
+        top = os.lstat(root)
+        if not stat.S_ISDIR(top.st_mode):
+            return ""
+        digest.update(f"{top.st_mode}\0{top.st_ino}\0{top.st_ctime_ns}\n".encode())
+        while pending:
+            directory = pending.pop()
+            with os.scandir(directory) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+            for entry in entries:
+                st = entry.stat(follow_symlinks=False)
+                digest.update(
+                    f"{entry.path}\0{st.st_mode}\0{st.st_ino}\0{st.st_size}\0"
+                    f"{st.st_mtime_ns}\0{st.st_ctime_ns}\n".encode()
+                )
+                if stat.S_ISDIR(st.st_mode):
+                    pending.append(entry.path)
+    except OSError:
+        return ""
+    return digest.hexdigest()

@@ -126,17 +126,17 @@ class TransferHooks(JobHooks):
         variables: dict[str, VarValue] = {}
         for source in job.artifact_sources:
             record = self._record(source)
-            if record is not None:
+            if record is not None and record.manifest.meta.get("dotenv"):
                 variables.update({k: VarValue(v) for k, v in record.dotenv.items()})
         return variables
 
     def _record(self, source: str) -> ArtifactRecord | None:
-        with self._lock:
-            known = self._records.get(source)
+        # Read without the lock (a dict lookup is atomic): a stage-mode job asks for every job
+        # of the stages before it, so this runs jobs x jobs times in a big pipeline.
+        known = self._records.get(source)
         if known is not None:
             return known
-        record = find_record(self.store, self.pipeline_id, source,
-                             previous=self.previous_pipelines)
+        record = find_record(self.store, self.pipeline_id, source, previous=self.previous_pipelines)
         if record is not None:
             with self._lock:
                 self._records[source] = record

@@ -1,9 +1,13 @@
-"""Fresh per-job virtualenvs, created in-process by virtualenv from a shared read-only app-data,
-the interpreter a `python:X.Y` image stands for, and the environment that activates a venv.
+"""Fresh per-job virtualenvs, created in-process by virtualenv from a shared read-only app-data
+(or kept from the slot's previous job when provably untouched), the interpreter a `python:X.Y`
+image stands for, and the environment that activates a venv.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import json
 import os
 import re
 import sys
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from localci.errors import LocalCIError
+from localci.execute.store import atomic_write_json, remove_tree, tree_fingerprint
 
 __all__ = [
     "PythonNotFound",
@@ -32,6 +37,7 @@ _SEED_FLAGS = ("--no-setuptools", "--symlink-app-data")
 _UNSET = ("PYTHONHOME", "PYTHONPATH", "__PYVENV_LAUNCHER__")
 _PYTHON_IMAGE = re.compile(r"(?:.+/)?python")
 _PYTHON_TAG = re.compile(r"(?P<version>\d+(?:\.\d+)?)(?:\.\d+)?(?:(?:a|b|rc)\d*)?(?:-[\w.-]*)?")
+_RECORD_FORMAT = 1
 
 
 class PythonNotFound(LocalCIError):
@@ -76,6 +82,31 @@ class VenvFactory:
                 session.run()
         return _venv_of(session)
 
+    def fresh(self, dest: Path, python: str | None, record: Path) -> tuple[Venv, bool]:
+        """A pristine venv at `dest` for `python`, and whether it was kept rather than created.
+
+        The venv a previous job left at `dest` is kept when `record` (written when it was created)
+        proves it byte-for-byte untouched: same interpreter request and same settings, and every
+        entry of the tree with the same inode, size, mode, mtime and ctime. A job cannot reset a
+        ctime, so a kept venv is indistinguishable from a new one; anything else is recreated.
+        """
+        request = self._request(python)
+        kept = _kept_venv(dest, record, request)
+        if kept is not None:
+            return kept, True
+        record.unlink(missing_ok=True)
+        remove_tree(dest)
+        venv = self.create(dest, python)
+        _save_record(record, request, venv, tree_fingerprint(dest))
+        return venv, False
+
+    def _request(self, python: str | None) -> dict[str, str]:
+        return {
+            "python": python or sys.executable,
+            "flags": " ".join(self._flags()),
+            "virtualenv": _virtualenv_identity(),
+        }
+
     def _flags(self) -> list[str]:
         seed = _SEED_FLAGS if self._seed_pip else ("--no-seed",)
         return [*_FAST_FLAGS, *seed, "--app-data", str(self._app_data)]
@@ -89,6 +120,51 @@ def _venv_of(session: Any) -> Venv:
         bin_dir=Path(creator.bin_dir),
         version=str(session.interpreter.version_str),
     )
+
+
+def _kept_venv(dest: Path, record: Path, request: dict[str, str]) -> Venv | None:
+    try:
+        saved = json.loads(record.read_text(encoding="utf-8"))
+        if saved.get("format") != _RECORD_FORMAT or saved.get("request") != request:
+            return None
+        if saved.get("fingerprint") != tree_fingerprint(dest):
+            return None
+        return Venv(
+            path=Path(saved["path"]),
+            python=Path(saved["python"]),
+            bin_dir=Path(saved["bin_dir"]),
+            version=str(saved["version"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # no usable record: the venv is recreated, which is always correct
+
+
+def _save_record(record: Path, request: dict[str, str], venv: Venv, fingerprint: str) -> None:
+    doc = {
+        "format": _RECORD_FORMAT,
+        "request": request,
+        "path": str(venv.path),
+        "python": str(venv.python),
+        "bin_dir": str(venv.bin_dir),
+        "version": venv.version,
+        "fingerprint": fingerprint,
+    }
+    # Not durable: a record lost in a crash only costs one venv creation.
+    atomic_write_json(record, doc, durable=False)
+
+
+@functools.cache
+def _virtualenv_identity() -> str:
+    """Which virtualenv (hence which seeded pip) would create a venv, without importing it:
+    importing virtualenv costs ~60 ms, more than a whole kept-venv job."""
+    spec = importlib.util.find_spec("virtualenv")
+    if spec is None or spec.origin is None:
+        return ""
+    version_file = Path(spec.origin).with_name("version.py")
+    try:
+        return f"{version_file}:{version_file.stat().st_mtime_ns}"
+    except OSError:
+        return spec.origin
 
 
 def find_python(spec: str) -> str | None:

@@ -32,6 +32,7 @@ from localci.execute.store import (
     remove_tree,
     state_error,
     temp_path_for,
+    tree_fingerprint,
 )
 
 FILE, LINK, DIR = "f", "l", "d"
@@ -490,15 +491,23 @@ def prepare_workspace(
     """
     try:
         _ensure_real_dirs(ws)
-        placed = _load_placed(ws.state_dir)
+        state = _load_state(ws.state_dir)
         dirs = _needed_dirs(snapshot.entries)
         kept = _clean_tree(ws.project_dir, snapshot.by_path, dirs)
-        placed = _restore_entries(ws.project_dir, snapshot, dirs, kept, placed)
-        _build_git_dir(ws, snapshot, ref=ref, ref_is_tag=ref_is_tag, user_git_dir=user_git_dir)
-        index_sha = _prepare_index(ws, snapshot.sha)
+        placed, rewrote = _restore_entries(ws.project_dir, snapshot, dirs, kept, state.placed)
+        git_files = _git_dir_files(
+            snapshot, ref=ref, ref_is_tag=ref_is_tag, user_git_dir=user_git_dir
+        )
+        git_key = _digest_of(git_files)
+        git_dir = ws.project_dir / ".git"
+        # An untouched .git (and index) of the same content is as good as a new one.
+        if rewrote or state.git != (git_key, tree_fingerprint(git_dir)):
+            _write_git_dir(git_dir, git_files)
+            _prepare_index(ws, snapshot.sha, refresh=rewrote)
+        git_state = (git_key, tree_fingerprint(git_dir))
     except OSError as exc:
         raise state_error(Path(exc.filename or ws.project_dir), exc, "prepare workspace") from exc
-    _save_placed(ws.state_dir, placed, index_sha)
+    _save_state(ws.state_dir, _SlotState(placed, git_state))
 
 
 def _ensure_real_dirs(ws: Workspace) -> None:
@@ -583,7 +592,8 @@ def _restore_entries(
     dirs: set[str],
     kept: Mapping[str, os.stat_result],
     placed: Mapping[str, _Placed],
-) -> dict[str, _Placed]:
+) -> tuple[dict[str, _Placed], bool]:
+    """The placed files, and whether any had to be written."""
     for rel in sorted(dirs):
         (root / rel).mkdir(exist_ok=True)
     result: dict[str, _Placed] = {}
@@ -605,7 +615,7 @@ def _restore_entries(
     )
     for entry, st in zip(to_write, written, strict=True):
         result[entry.path] = _Placed.of(st, entry.data)
-    return result
+    return result, bool(to_write)
 
 
 def _unchanged(entry: Entry, st: os.stat_result, placed: _Placed | None, full: str) -> bool:
@@ -665,22 +675,34 @@ def _copy_range(src: int, out: int, size: int) -> int:
 # --------------------------------------------------------------------------- slot state
 
 
-def _load_placed(state_dir: Path) -> dict[str, _Placed]:
+@dataclass(frozen=True, slots=True)
+class _SlotState:
+    """What localci left in a slot: each file's stat, the .git's content key and fingerprint."""
+
+    placed: Mapping[str, _Placed]
+    git: tuple[str, str] | None
+
+
+def _load_state(state_dir: Path) -> _SlotState:
     try:
         raw = json.loads((state_dir / "state.json").read_text())
         if raw.get("version") != _FORMAT:
-            return {}
-        return {path: _Placed(*values) for path, values in raw["files"].items()}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}  # without a record every file is rewritten, which is always correct
+            return _SlotState({}, None)
+        placed = {path: _Placed(*values) for path, values in raw["files"].items()}
+        git = raw.get("git")
+        return _SlotState(placed, (str(git[0]), str(git[1])) if git else None)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        # Without a record every file and the .git are rewritten, which is always correct.
+        return _SlotState({}, None)
 
 
-def _save_placed(state_dir: Path, placed: Mapping[str, _Placed], index_sha: str) -> None:
+def _save_state(state_dir: Path, state: _SlotState) -> None:
     files = {
-        path: [p.ino, p.ctime_ns, p.size, p.mtime_ns, p.mode, p.data] for path, p in placed.items()
+        path: [p.ino, p.ctime_ns, p.size, p.mtime_ns, p.mode, p.data]
+        for path, p in state.placed.items()
     }
-    doc = {"version": _FORMAT, "index_sha": index_sha, "files": files}
-    atomic_write_json(state_dir / "state.json", doc)
+    doc = {"version": _FORMAT, "git": state.git, "files": files}
+    atomic_write_json(state_dir / "state.json", doc, durable=False)  # lost = all rewritten
 
 
 # --------------------------------------------------------------------------- the workspace .git
@@ -708,27 +730,43 @@ def _objects_dir(git_dir: Path) -> Path:
     return (common / "objects").resolve()
 
 
-def _build_git_dir(
-    ws: Workspace, snapshot: Snapshot, *, ref: str, ref_is_tag: bool, user_git_dir: Path | None
-) -> None:
-    """A fresh .git each time: whatever a job committed, configured or hooked is discarded."""
-    git_dir = ws.project_dir / ".git"
-    _remove(git_dir)
-    unborn = _is_unborn(snapshot.sha)
-    if not unborn and user_git_dir is None:
+_GIT_SUBDIRS = ("objects/info", "objects/pack", "refs/heads", "refs/tags", "info")
+
+
+def _git_dir_files(
+    snapshot: Snapshot, *, ref: str, ref_is_tag: bool, user_git_dir: Path | None
+) -> dict[str, str]:
+    """The files of a workspace's .git (relative path -> content): HEAD, refs, config, and
+    `alternates` borrowing the user's objects."""
+    if not _is_unborn(snapshot.sha) and user_git_dir is None:
         raise GitError(f"commit {snapshot.sha} given but the project has no git directory")
-    for sub in ("objects/info", "objects/pack", "refs/heads", "refs/tags", "info"):
-        (git_dir / sub).mkdir(parents=True)
-    (git_dir / "config").write_text(_git_config(snapshot.sha))
+    files = {"config": _git_config(snapshot.sha)}
     if user_git_dir is not None:
         objects = _objects_dir(user_git_dir)
-        (git_dir / "objects/info/alternates").write_text(f"{objects}\n")
+        files["objects/info/alternates"] = f"{objects}\n"
         shallow = objects.parent / "shallow"
         if shallow.is_file():
-            shutil.copyfile(shallow, git_dir / "shallow")
+            files["shallow"] = shallow.read_text()
     head, refs = _head_and_refs(snapshot, ref=ref, ref_is_tag=ref_is_tag)
-    (git_dir / "packed-refs").write_text("".join(f"{sha} {name}\n" for name, sha in refs.items()))
-    (git_dir / "HEAD").write_text(head + "\n")
+    files["packed-refs"] = "".join(f"{sha} {name}\n" for name, sha in refs.items())
+    files["HEAD"] = head + "\n"
+    return files
+
+
+def _digest_of(files: Mapping[str, str]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(f"{name}\0{len(files[name])}\0{files[name]}".encode())
+    return digest.hexdigest()
+
+
+def _write_git_dir(git_dir: Path, files: Mapping[str, str]) -> None:
+    """A fresh .git: whatever a job committed, configured or hooked is discarded."""
+    _remove(git_dir)
+    for sub in _GIT_SUBDIRS:
+        (git_dir / sub).mkdir(parents=True)
+    for name, text in files.items():
+        (git_dir / name).write_text(text)
 
 
 def _git_config(sha: str) -> str:
@@ -775,8 +813,12 @@ def _add_ref(refs: dict[str, str], name: str, sha: str) -> None:
         refs[name] = sha
 
 
-def _prepare_index(ws: Workspace, sha: str) -> str:
-    """Index = HEAD's tree with fresh stat data, so `git status` shows only the user's edits."""
+def _prepare_index(ws: Workspace, sha: str, *, refresh: bool) -> str:
+    """Index = HEAD's tree with fresh stat data, so `git status` shows only the user's edits.
+
+    Without `refresh` (no file was rewritten, so every tracked file is the very inode the saved
+    index was refreshed against) the saved index is used as it is.
+    """
     if _is_unborn(sha):
         return ""
     git_dir = ws.project_dir / ".git"
@@ -785,6 +827,8 @@ def _prepare_index(ws: Workspace, sha: str) -> str:
     if saved.is_file():
         # copy2 keeps the index mtime, which git's racy-entry check compares against.
         shutil.copy2(saved, git_dir / "index")
+        if not refresh:
+            return sha
     else:
         _git(ws.project_dir, "read-tree", sha, env=env)
     _git(ws.project_dir, "update-index", "-q", "--ignore-missing", "--refresh", env=env)

@@ -12,8 +12,6 @@ files named on the command line). Then `expand_gitlab` once over the stacked map
 from __future__ import annotations
 
 import graphlib
-import gzip
-import hashlib
 import os
 import platform
 import re
@@ -107,6 +105,8 @@ def environment_tier(name: str) -> str:
 
 
 def _base36_tail(name: str) -> str:
+    import hashlib
+
     number = int(hashlib.sha256(name.encode()).hexdigest(), 16)
     digits = ""
     while number and len(digits) < 6:
@@ -392,18 +392,24 @@ def expand_gitlab(variables: Mapping[str, VarValue]) -> dict[str, VarValue]:
     variables raises `CircularVariableError` naming them.
     """
     resolvable = {name for name, var in variables.items() if not var.raw and not var.file}
-    graph = {
-        name: {ref for ref in _gitlab_refs(var.value) if ref in resolvable and ref != name}
-        for name, var in variables.items()
-        if not var.raw
-    }
+    # Only values that reference another variable change; most (the predefined ones) do not.
+    graph: dict[str, set[str]] = {}
+    for name, var in variables.items():
+        if var.raw:
+            continue
+        refs = {ref for ref in _gitlab_refs(var.value) if ref in resolvable and ref != name}
+        if refs:
+            graph[name] = refs
     try:
         order = list(graphlib.TopologicalSorter(graph).static_order())
     except graphlib.CycleError as exc:
         raise CircularVariableError(exc.args[1]) from None
+    # What a reference may be replaced with: resolvable and already expanded.
+    usable = {name: variables[name].value for name in resolvable if name not in graph}
     done: dict[str, str] = {}
-    usable: dict[str, str] = {}  # what a reference may be replaced with: resolvable and done
     for name in order:
+        if name not in graph:
+            continue
         value = _GITLAB_REF.sub(
             lambda m: usable.get(_ref_name(m), m.group(0)), variables[name].value
         )
@@ -411,7 +417,7 @@ def expand_gitlab(variables: Mapping[str, VarValue]) -> dict[str, VarValue]:
         if name in resolvable:
             usable[name] = value
     return {
-        name: replace(var, value=done[name]) if name in done else var
+        name: replace(var, value=done[name]) if done.get(name, var.value) != var.value else var
         for name, var in variables.items()
     }
 
@@ -756,6 +762,8 @@ def parse_dotenv_report(
     wins. Any bad line rejects the whole report. GitLab checks the size of the gzip'ed upload
     (< 5 KB) and the count (≤ 20, the default instance limit); so does this.
     """
+    import gzip
+
     data = text if isinstance(text, bytes) else text.encode("utf-8")
     if len(gzip.compress(data)) >= max_bytes:
         raise DotenvError(
