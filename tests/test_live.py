@@ -515,3 +515,42 @@ def test_ctrl_c_on_a_terminal_leaves_it_clean(tmp_path: Path) -> None:
     assert "interrupted" in text
     if "\x1b[?25l" in raw:
         assert raw.rindex("\x1b[?25l") < raw.rindex("\x1b[?25h")
+
+
+def _summary_jobs(name: str = "integration-tests") -> list[JobResult]:
+    return [
+        JobResult(
+            "unit",
+            "test",
+            Status.SUCCESS,
+            False,
+            duration_s=0.31,
+            attempts=1,
+            coverage=66.7,
+            tests=JunitCounts(4, 1, 2, 0, ("t::a",)),
+        ),
+        JobResult(name, "test", Status.FAILED, True, duration_s=1.31, attempts=1),
+        JobResult("deploy", "deploy", Status.SKIPPED, False),
+        JobResult("review", "deploy", Status.MANUAL, False),
+    ]
+
+
+def _printed(renderable: object, width: int, **options: object) -> str:
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    console.print(renderable, **options)  # type: ignore[arg-type]
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_the_fast_summary_table_is_the_rich_table_character_for_character() -> None:
+    from localci.report.summary import fast_summary_table, summary_table
+
+    jobs = _summary_jobs()
+    expected = _printed(summary_table(jobs), 200)
+    width = len(expected.splitlines()[0])
+    fast = fast_summary_table(jobs, width)
+    assert fast is not None
+    assert _printed(fast, width, soft_wrap=True, end="") == expected
+    assert "│unit              │ test   │ passed" in expected
+    # one column narrower, or a name rich must measure itself: rich draws it
+    assert fast_summary_table(jobs, width - 1) is None
+    assert fast_summary_table(_summary_jobs("テスト"), 200) is None

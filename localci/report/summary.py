@@ -56,25 +56,88 @@ def _tail(path: Path, count: int) -> list[str]:
     return lines[-count:]
 
 
-def summary_table(jobs: Sequence[JobResult]) -> Table:
-    table = Table(pad_edge=False, show_edge=True)
-    for column in ("job", "stage", "status", "duration", "tests", "coverage"):
-        table.add_column(
-            column,
-            justify="right" if column in ("duration", "coverage") else "left",
-            overflow="fold",
-        )
-    for job in jobs:
-        label, style = status_label(job)
-        table.add_row(
+COLUMNS = ("job", "stage", "status", "duration", "tests", "coverage")
+RIGHT_ALIGNED = frozenset({"duration", "coverage"})
+_Row = tuple[str, str, tuple[str, str], str, str, str]
+
+
+def _rows(jobs: Sequence[JobResult]) -> list[_Row]:
+    return [
+        (
             job.name,
             job.stage,
-            Text(label, style=style),
+            status_label(job),
             f"{job.duration_s:.1f}s" if job.attempts else "",
             tests_summary(job),
             f"{job.coverage:g}%" if job.coverage is not None else "",
         )
+        for job in jobs
+    ]
+
+
+def summary_table(jobs: Sequence[JobResult]) -> Table:
+    table = Table(pad_edge=False, show_edge=True)
+    for column in COLUMNS:
+        table.add_column(
+            column, justify="right" if column in RIGHT_ALIGNED else "left", overflow="fold"
+        )
+    for name, stage, (label, style), *rest in _rows(jobs):
+        table.add_row(name, stage, Text(label, style=style), *rest)
     return table
+
+
+def fast_summary_table(jobs: Sequence[JobResult], width: int) -> Text | None:
+    """The table `summary_table` draws, built directly as text: rich lays out a 300-job table
+    in ~200 ms, this in ~5 ms. None when a cell would need wrapping or any width is unusual
+    (wide characters, control characters): rich then draws it."""
+    rows = _rows(jobs)
+    cells = [[row[0], row[1], row[2][0], *row[3:]] for row in rows]
+    if not all(cell.isprintable() and cell.isascii() for row in cells for cell in row):
+        return None
+    widths = [
+        max([len(header), *(len(row[i]) for row in cells)]) for i, header in enumerate(COLUMNS)
+    ]
+    # pad_edge=False: no padding outside the first and the last column
+    if sum(widths) + 2 * len(widths) - 2 + len(widths) + 1 > width:
+        return None
+    text = Text()
+    _rule(text, widths, "┏━┳┓")
+    _line(text, widths, list(COLUMNS), "┃", header=True)
+    _rule(text, widths, "┡━╇┩")
+    for row, values in zip(rows, cells, strict=True):
+        _line(text, widths, values, "│", status_style=row[2][1])
+    _rule(text, widths, "└─┴┘")
+    return text
+
+
+def _rule(text: Text, widths: list[int], chars: str) -> None:
+    left, fill, cross, right = chars
+    inner = [fill * (w + 2 - (i == 0) - (i == len(widths) - 1)) for i, w in enumerate(widths)]
+    text.append(left + cross.join(inner) + right + "\n")
+
+
+def _line(
+    text: Text,
+    widths: list[int],
+    values: list[str],
+    edge: str,
+    *,
+    header: bool = False,
+    status_style: str = "",
+) -> None:
+    last = len(widths) - 1
+    text.append(edge)
+    for index, (value, width) in enumerate(zip(values, widths, strict=True)):
+        right = COLUMNS[index] in RIGHT_ALIGNED
+        padded = value.rjust(width) if right else value.ljust(width)
+        style = "bold" if header else (status_style if index == 2 else "")
+        if index:
+            text.append(" ")
+        text.append(padded, style=style)
+        if index != last:
+            text.append(" ")
+        text.append(edge)
+    text.append("\n")
 
 
 def tests_summary(job: JobResult) -> str:
@@ -94,7 +157,11 @@ def print_summary(console: Console, result: RunResult) -> None:
     print_failed_tails(console, result)
     console.print()
     if result.jobs:
-        console.print(summary_table(result.jobs))
+        fast = fast_summary_table(result.jobs, console.width)
+        if fast is not None:
+            console.print(fast, soft_wrap=True, end="")
+        else:
+            console.print(summary_table(result.jobs))
     for job in result.jobs:
         if job.tests and job.tests.failed_names:
             console.print(Text(f"{job.name}: failed tests:", style="red"))
