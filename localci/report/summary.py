@@ -111,7 +111,7 @@ def fast_summary_table(jobs: Sequence[JobResult], width: int) -> Text | None:
 
 
 def _rule(text: Text, widths: list[int], chars: str) -> None:
-    left, fill, cross, right = chars
+    left, fill, cross, right = chars[0], chars[1], chars[2], chars[3]
     inner = [fill * (w + 2 - (i == 0) - (i == len(widths) - 1)) for i, w in enumerate(widths)]
     text.append(left + cross.join(inner) + right + "\n")
 
