@@ -1,6 +1,6 @@
 """The `rules:if` expression language exactly as GitLab parses and evaluates it (lexer,
-shunting-yard parser, Ruby value semantics, `explain` traces) and the translation of GitLab's RE2
-`/regex/flags` literals into Python `re` patterns."""
+shunting-yard parser, Ruby value semantics, `explain` traces) and GitLab's `/regex/flags` literals
+(RE2, parsed by localci/re2.py) as Python `re` patterns or linear-time matchers."""
 
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from localci import re2
 from localci.errors import ConfigError
 
 __all__ = [
     "Expression",
     "ExpressionError",
+    "compile_regex_matcher",
     "compile_ruby_regex",
     "parse_expression",
     "parse_regex_literal",
+    "parse_regex_matcher",
 ]
 
 
@@ -40,7 +43,7 @@ class _Regex:
 
     body: str
     flags: str
-    pattern: re.Pattern[str] = field(compare=False)
+    matcher: re2.LinearMatcher = field(compare=False)
 
     def __str__(self) -> str:
         return f"/{self.body}/{self.flags}"
@@ -104,401 +107,14 @@ def _show(value: object) -> str:
     return _to_s(value)
 
 
-# ---- RE2 -> Python translation -----------------------------------------------------------------
-
-_MAX_RUNE = 0x10FFFF
-_MAX_REPEAT = 1000
-_Ranges = tuple[tuple[int, int], ...]
-_WORD_RANGES: _Ranges = ((0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A))
-_PERL_CLASSES: dict[str, _Ranges] = {
-    "d": ((0x30, 0x39),),
-    "s": ((0x09, 0x0A), (0x0C, 0x0D), (0x20, 0x20)),
-    "w": _WORD_RANGES,
-}
-_POSIX_CLASSES: dict[str, _Ranges] = {
-    "alnum": ((0x30, 0x39), (0x41, 0x5A), (0x61, 0x7A)),
-    "alpha": ((0x41, 0x5A), (0x61, 0x7A)),
-    "ascii": ((0x00, 0x7F),),
-    "blank": ((0x09, 0x09), (0x20, 0x20)),
-    "cntrl": ((0x00, 0x1F), (0x7F, 0x7F)),
-    "digit": ((0x30, 0x39),),
-    "graph": ((0x21, 0x7E),),
-    "lower": ((0x61, 0x7A),),
-    "print": ((0x20, 0x7E),),
-    "punct": ((0x21, 0x2F), (0x3A, 0x40), (0x5B, 0x60), (0x7B, 0x7E)),
-    "space": ((0x09, 0x0D), (0x20, 0x20)),
-    "upper": ((0x41, 0x5A),),
-    "word": _WORD_RANGES,
-    "xdigit": ((0x30, 0x39), (0x41, 0x46), (0x61, 0x66)),
-}
-_W = "[0-9A-Za-z_]"
-# RE2's \b and \B are ASCII-only; Python's would be Unicode-aware.
-_ASSERTIONS = {
-    "A": r"(?:\A)",
-    "z": r"(?:\Z)",
-    "b": f"(?:(?<={_W})(?!{_W})|(?<!{_W})(?={_W}))",
-    "B": f"(?:(?<={_W})(?={_W})|(?<!{_W})(?!{_W}))",
-    "C": "(?s:.)",
-}
-_C_ESCAPES = {"a": 0x07, "f": 0x0C, "n": 0x0A, "r": 0x0D, "t": 0x09, "v": 0x0B}
-_ESCAPE_HINTS = {
-    "Z": r"RE2 has no \Z; use \z (end of text) or $",
-    "h": r"RE2 has no \h; use [[:xdigit:]] or [0-9a-fA-F]",
-    "G": r"RE2 has no \G",
-    "k": "named backreferences are not supported by RE2",
-    "E": r"\E without a preceding \Q",
-    "8": "backreferences are not supported by RE2",
-    "9": "backreferences are not supported by RE2",
-}
-_UNSUPPORTED_GROUPS = (
-    ("(?=", "lookahead assertions are not supported by RE2"),
-    ("(?!", "negative lookahead assertions are not supported by RE2"),
-    ("(?<=", "lookbehind assertions are not supported by RE2"),
-    ("(?<!", "negative lookbehind assertions are not supported by RE2"),
-    ("(?>", "atomic groups are not supported by RE2"),
-    ("(?#", "(?#comments) are not supported by RE2"),
-    ("(?P=", "backreferences are not supported by RE2"),
-    ("(?P>", "recursion is not supported by RE2"),
-    ("(?|", "branch-reset groups are not supported by RE2"),
-)
-_NAMED_GROUP = re.compile(r"\(\?P?<(\w+)>")
-_REPEAT = re.compile(r"\{(\d+)(?:(,)(\d*))?\}")
-_OCTAL = "01234567"
-_HEX = "0123456789abcdefABCDEF"
-
-
-class _Re2Error(Exception):
-    def __init__(self, message: str, offset: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.offset = offset
-
-
-def _normalize(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    merged: list[tuple[int, int]] = []
-    for lo, hi in sorted(ranges):
-        if merged and lo <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
-        else:
-            merged.append((lo, hi))
-    return merged
-
-
-def _complement(ranges: _Ranges) -> list[tuple[int, int]]:
-    result: list[tuple[int, int]] = []
-    start = 0
-    for lo, hi in _normalize(list(ranges)):
-        if lo > start:
-            result.append((start, lo - 1))
-        start = hi + 1
-    if start <= _MAX_RUNE:
-        result.append((start, _MAX_RUNE))
-    return result
-
-
-def _class_char(code: int) -> str:
-    char = chr(code)
-    return char if char.isascii() and char.isalnum() else f"\\U{code:08x}"
-
-
-def _class_text(ranges: list[tuple[int, int]], negated: bool = False) -> str:
-    parts = [
-        _class_char(lo) if lo == hi else f"{_class_char(lo)}-{_class_char(hi)}"
-        for lo, hi in _normalize(ranges)
-    ]
-    if not parts:
-        return "[^\\x00-\\U0010ffff]" if not negated else "(?s:.)"
-    return ("[^" if negated else "[") + "".join(parts) + "]"
-
-
-class _Re2Translator:
-    """Walks an RE2 pattern once and emits an equivalent Python pattern.
-
-    Flags are applied per atom (`(?i:x)`, `(?s:.)`, `(?m:^)`) because RE2 lets `(?i)` appear
-    anywhere and scope to the rest of the group, which Python's global inline flags cannot express.
-    """
-
-    def __init__(self, source: str, flags: str) -> None:
-        self.src = source
-        self.pos = 0
-        self.flags = frozenset(flags)
-        self.saved: list[frozenset[str]] = []
-        self.out: list[str] = []
-        self.can_repeat = False
-        self.just_repeated = False
-        self.names: set[str] = set()
-        self.handlers: dict[str, Callable[[], None]] = {
-            "(": self._open_group,
-            ")": self._close_group,
-            "|": self._alternate,
-            "*": lambda: self._repeat("*", 1),
-            "+": lambda: self._repeat("+", 1),
-            "?": lambda: self._repeat("?", 1),
-            "{": self._brace,
-            "[": self._char_class,
-            "\\": self._escape,
-            ".": lambda: self._atom("(?s:.)" if "s" in self.flags else ".", 1),
-            "^": lambda: self._atom("(?m:^)" if "m" in self.flags else r"(?:\A)", 1),
-            "$": lambda: self._atom("(?m:$)" if "m" in self.flags else r"(?:\Z)", 1),
-        }
-
-    def translate(self) -> str:
-        while self.pos < len(self.src):
-            self.handlers.get(self.src[self.pos], self._plain_char)()
-        if self.saved:
-            raise _Re2Error("missing closing )", len(self.src))
-        return "".join(self.out)
-
-    def _fail(self, message: str) -> _Re2Error:
-        return _Re2Error(message, self.pos)
-
-    def _atom(self, text: str, width: int) -> None:
-        self.out.append(text)
-        self.pos += width
-        self.can_repeat = True
-        self.just_repeated = False
-
-    def _literal(self, code: int) -> None:
-        char = chr(code)
-        text = re.escape(char)
-        if "i" in self.flags and (char.lower() != char.upper() or char.casefold() != char):
-            text = f"(?i:{text})"
-        self._atom(text, 0)
-
-    def _plain_char(self) -> None:
-        self.pos += 1
-        self._literal(ord(self.src[self.pos - 1]))
-
-    def _alternate(self) -> None:
-        self.out.append("|")
-        self.pos += 1
-        self.can_repeat = False
-        self.just_repeated = False
-
-    def _repeat(self, quantifier: str, width: int) -> None:
-        if self.just_repeated:
-            raise self._fail(f"bad repetition operator {quantifier!r} (repeats cannot be stacked)")
-        if not self.can_repeat:
-            raise self._fail(f"missing argument to repetition operator {quantifier!r}")
-        self.pos += width
-        lazy = self.src.startswith("?", self.pos)
-        self.pos += lazy
-        self.out.append(quantifier + ("?" if lazy != ("U" in self.flags) else ""))
-        self.just_repeated = True
-
-    def _brace(self) -> None:
-        match = _REPEAT.match(self.src, self.pos)
-        if match is None:
-            self._plain_char()
-            return
-        low = int(match[1])
-        high = low if not match[2] else int(match[3]) if match[3] else None
-        if low > _MAX_REPEAT or (high is not None and (high > _MAX_REPEAT or high < low)):
-            raise self._fail(f"bad repetition operator {match[0]!r} (counts go up to 1000)")
-        quantifier = f"{{{low}}}" if high == low else f"{{{low},{'' if high is None else high}}}"
-        self._repeat(quantifier, len(match[0]))
-
-    # -- groups
-
-    def _open_group(self) -> None:
-        if not self.src.startswith("(?", self.pos):
-            self._push_group(self.flags, "(", 1)
-            return
-        for prefix, message in _UNSUPPORTED_GROUPS:
-            if self.src.startswith(prefix, self.pos):
-                raise self._fail(message)
-        named = _NAMED_GROUP.match(self.src, self.pos)
-        if named is not None:
-            if named[1] in self.names:
-                raise self._fail(f"duplicate capture group name {named[1]!r}")
-            self.names.add(named[1])
-            self._push_group(self.flags, "(", len(named[0]))
-            return
-        self._flag_group()
-
-    def _flag_group(self) -> None:
-        end = self.pos + 2
-        added: set[str] = set()
-        removed: set[str] = set()
-        negated = False
-        while end < len(self.src) and self.src[end] not in ":)":
-            char = self.src[end]
-            if char == "-" and not negated:
-                negated = True
-            elif char in "imsU":
-                (removed if negated else added).add(char)
-            else:
-                group = self.src[self.pos : end + 1]
-                raise self._fail(f"invalid or unsupported group syntax {group!r}")
-            end += 1
-        if end >= len(self.src):
-            raise self._fail("missing closing )")
-        plain_group = self.src[end] == ":" and not (added or removed or negated)
-        if not plain_group and (not (added or removed) or (negated and not removed)):
-            raise self._fail(f"invalid group flags {self.src[self.pos : end + 1]!r}")
-        flags = (self.flags | added) - removed
-        if self.src[end] == ")":
-            self.flags = flags
-            self.pos = end + 1
-            return
-        self._push_group(flags, "(?:", end + 1 - self.pos)
-
-    def _push_group(self, flags: frozenset[str], text: str, width: int) -> None:
-        self.saved.append(self.flags)
-        self.flags = flags
-        self.out.append(text)
-        self.pos += width
-        self.can_repeat = False
-        self.just_repeated = False
-
-    def _close_group(self) -> None:
-        if not self.saved:
-            raise self._fail("unexpected ) without a matching (")
-        self.flags = self.saved.pop()
-        self._atom(")", 1)
-
-    # -- escapes
-
-    def _escape(self) -> None:
-        if self.pos + 1 >= len(self.src):
-            raise self._fail("trailing backslash at the end of the regex")
-        char = self.src[self.pos + 1]
-        if char in _ASSERTIONS:
-            self._atom(_ASSERTIONS[char], 2)
-        elif char == "Q":
-            self._quoted()
-        elif char in "pP":
-            raise self._fail(rf"Unicode classes (\{char}) are not supported by localci")
-        elif char.lower() in _PERL_CLASSES:
-            self._atom(self._perl_class(char), 2)
-        else:
-            self._literal(self._literal_escape())
-
-    def _perl_class(self, char: str) -> str:
-        ranges = _PERL_CLASSES[char.lower()]
-        return _class_text(list(ranges) if char.islower() else _complement(ranges))
-
-    def _quoted(self) -> None:
-        start = self.pos + 2
-        end = self.src.find(r"\E", start)
-        stop = len(self.src) if end < 0 else end
-        self.pos = start
-        for char in self.src[start:stop]:
-            self._literal(ord(char))
-        self.pos = len(self.src) if end < 0 else end + 2
-
-    def _literal_escape(self) -> int:
-        """Parse `\\x` at self.pos as a literal character (RE2's ParseEscape) and consume it."""
-        char = self.src[self.pos + 1]
-        self.pos += 2
-        if char in _OCTAL:
-            return self._octal(char)
-        if char == "x":
-            return self._hex()
-        if char in _C_ESCAPES:
-            return _C_ESCAPES[char]
-        if char.isascii() and not char.isalnum():
-            return ord(char)
-        self.pos -= 2
-        hint = _ESCAPE_HINTS.get(char, "RE2 does not know this escape")
-        raise self._fail(f"invalid escape sequence \\{char} ({hint})")
-
-    def _octal(self, first: str) -> int:
-        if first != "0" and not self.src.startswith(tuple(_OCTAL), self.pos):
-            self.pos -= 2
-            raise self._fail(f"invalid escape \\{first}: backreferences are not supported by RE2")
-        code = int(first)
-        for _ in range(2):
-            if self.pos < len(self.src) and self.src[self.pos] in _OCTAL:
-                code = code * 8 + int(self.src[self.pos])
-                self.pos += 1
-        return code
-
-    def _hex(self) -> int:
-        if self.src.startswith("{", self.pos):
-            end = self.src.find("}", self.pos)
-            digits = self.src[self.pos + 1 : end] if end > 0 else ""
-            if not digits or any(d not in _HEX for d in digits) or int(digits, 16) > _MAX_RUNE:
-                raise self._fail(r"invalid escape sequence \x{...}")
-            self.pos = end + 1
-            return int(digits, 16)
-        digits = self.src[self.pos : self.pos + 2]
-        if len(digits) != 2 or any(d not in _HEX for d in digits):
-            raise self._fail(r"invalid escape sequence \x (needs two hex digits or \x{...})")
-        self.pos += 2
-        return int(digits, 16)
-
-    # -- character classes
-
-    def _char_class(self) -> None:
-        start = self.pos
-        self.pos += 1
-        negated = self.src.startswith("^", self.pos)
-        self.pos += negated
-        ranges: list[tuple[int, int]] = []
-        first = True
-        while self.pos >= len(self.src) or self.src[self.pos] != "]" or first:
-            if self.pos >= len(self.src):
-                self.pos = start
-                raise self._fail("missing closing ] of a character class")
-            first = False
-            ranges.extend(self._class_item())
-        self.pos += 1
-        text = _class_text(ranges, negated)
-        if "i" in self.flags:
-            text = f"(?i:{text})"
-        self._atom(text, 0)
-
-    def _class_item(self) -> list[tuple[int, int]]:
-        posix = self._posix_class()
-        if posix is not None:
-            return posix
-        if self.src.startswith("\\", self.pos) and self.pos + 1 < len(self.src):
-            char = self.src[self.pos + 1]
-            if char in "pP":
-                raise self._fail(rf"Unicode classes (\{char}) are not supported by localci")
-            if char.lower() in _PERL_CLASSES:
-                self.pos += 2
-                ranges = _PERL_CLASSES[char.lower()]
-                return list(ranges) if char.islower() else _complement(ranges)
-        low = self._class_single()
-        after_dash = self.src[self.pos + 1 : self.pos + 2]
-        if self.src.startswith("-", self.pos) and after_dash not in ("]", ""):
-            self.pos += 1
-            high = self._class_single()
-            if high < low:
-                raise self._fail(f"invalid character class range {chr(low)}-{chr(high)}")
-            return [(low, high)]
-        return [(low, low)]
-
-    def _class_single(self) -> int:
-        if self.src.startswith("\\", self.pos):
-            if self.pos + 1 >= len(self.src):
-                raise self._fail("missing closing ] of a character class")
-            return self._literal_escape()
-        self.pos += 1
-        return ord(self.src[self.pos - 1])
-
-    def _posix_class(self) -> list[tuple[int, int]] | None:
-        if not self.src.startswith("[:", self.pos):
-            return None
-        end = self.src.find(":]", self.pos + 2)
-        if end < 0:
-            return None
-        name = self.src[self.pos + 2 : end]
-        negated = name.startswith("^")
-        ranges = _POSIX_CLASSES.get(name.removeprefix("^"))
-        if ranges is None:
-            raise self._fail(f"invalid character class [:{name}:]")
-        self.pos = end + 2
-        return _complement(ranges) if negated else list(ranges)
+# ---- regexes (RE2 syntax: localci/re2.py) ------------------------------------------------------
 
 
 @lru_cache(maxsize=2048)
 def _translate(pattern: str, flags: str) -> re.Pattern[str] | tuple[str, int]:
     try:
-        python = _Re2Translator(pattern, flags).translate()
-    except _Re2Error as exc:
+        python = re2.to_python(re2.parse(pattern, flags))
+    except re2.Re2SyntaxError as exc:
         return exc.message, exc.offset
     try:
         return re.compile(python)
@@ -508,7 +124,8 @@ def _translate(pattern: str, flags: str) -> re.Pattern[str] | tuple[str, int]:
 
 def compile_ruby_regex(pattern: str, flags: str = "") -> re.Pattern[str]:
     """Compile the body and flags of a GitLab `/pattern/flags` literal (RE2 syntax, flags from
-    `i`, `m`, `s`, `U` with RE2's meaning) into an equivalent Python pattern; use `.search()`."""
+    `i`, `m`, `s`, `U` with RE2's meaning) into an equivalent Python pattern; use `.search()`.
+    Python backtracks: for untrusted text use `compile_regex_matcher`."""
     literal = f"/{pattern}/{flags}"
     bad_flags = sorted(set(flags) - set("imsU"))
     if bad_flags:
@@ -518,6 +135,18 @@ def compile_ruby_regex(pattern: str, flags: str = "") -> re.Pattern[str]:
         message, offset = result
         raise ExpressionError(f"invalid regular expression: {message}", literal, offset + 1)
     return result
+
+
+def compile_regex_matcher(pattern: str, flags: str = "") -> re2.LinearMatcher:
+    """The same regex as `compile_ruby_regex` (same errors) as a linear-time matcher, as RE2
+    runs it: `.search(text) -> bool`, safe on attacker-controlled text."""
+    compile_ruby_regex(pattern, flags)
+    try:
+        return re2.compile_matcher(pattern, flags)
+    except re2.Re2SyntaxError as exc:
+        literal = f"/{pattern}/{flags}"
+        message = f"invalid regular expression: {exc.message}"
+        raise ExpressionError(message, literal, exc.offset + 1) from None
 
 
 # GitLab's Gitlab::UntrustedRegexp::RubySyntax::PATTERN, with Ruby's line anchors.
@@ -536,15 +165,30 @@ def parse_regex_literal(text: str) -> re.Pattern[str] | None:
     return None if parts is None else compile_ruby_regex(*parts)
 
 
+@lru_cache(maxsize=256)
+def parse_regex_matcher(text: str) -> re2.LinearMatcher | None:
+    """`parse_regex_literal` as a linear-time matcher: `.search(ref) -> bool`."""
+    parts = _regex_parts(text)
+    return None if parts is None else compile_regex_matcher(*parts)
+
+
 def _regex_value(text: str) -> _Regex | None:
     """A variable's value as a regex, as GitLab's Pattern.build_and_evaluate: None if not one."""
+    # Values are user text: cache only the short ones, where patterns are.
+    return _cached_regex_value(text) if len(text) <= 1024 else _uncached_regex_value(text)
+
+
+def _uncached_regex_value(text: str) -> _Regex | None:
     parts = _regex_parts(text)
     if parts is None:
         return None
     try:
-        return _Regex(parts[0], parts[1], compile_ruby_regex(*parts))
+        return _Regex(parts[0], parts[1], compile_regex_matcher(*parts))
     except ExpressionError:
         return None
+
+
+_cached_regex_value = lru_cache(maxsize=256)(_uncached_regex_value)
 
 
 # ---- lexer -------------------------------------------------------------------------------------
@@ -692,7 +336,7 @@ def _regex_token(token: _Token, text: str) -> _Regex:
     if parts is None:
         raise ExpressionError(f"invalid regular expression {token.text}", text, token.start)
     try:
-        return _Regex(parts[0], parts[1], compile_ruby_regex(*parts))
+        return _Regex(parts[0], parts[1], compile_regex_matcher(*parts))
     except ExpressionError as exc:
         raise ExpressionError(f"{exc.message} in {token.text}", text, token.start) from None
 
@@ -829,7 +473,7 @@ def _match(text: str, right: object, ctx: _Context, node: _Binary) -> tuple[bool
             ctx.text,
             node.right.start,
         )
-    found = regex.pattern.search(text) is not None
+    found = regex.matcher.search(text)
     return found, f"{text!r} {'matches' if found else 'does not match'} {regex}"
 
 

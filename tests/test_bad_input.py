@@ -450,18 +450,23 @@ def test_deeply_nested_variables_file(repo: Path) -> None:
     config_error(run_cli(repo, "list"), "variables.yml")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="expr.py translates RE2 regexes to Python `re`, which backtracks: "
-    "`$M =~ /(a+)+b/` with M = 'a' * 40 runs for hours (RE2 is linear); ReDoS from a commit "
-    "message or a pipeline variable",
-)
 def test_rules_regex_match_takes_linear_time() -> None:
     from localci.expr import parse_expression
 
     expression = parse_expression("$CI_COMMIT_MESSAGE =~ /(a+)+b/")
     with deadline(3):
         assert not expression.evaluate({"CI_COMMIT_MESSAGE": "a" * 40})
+
+
+def test_input_regex_check_takes_linear_time(repo: Path) -> None:
+    (repo / "t.yml").write_text(
+        "spec:\n  inputs:\n    v:\n      regex: '(a+)+b'\n"
+        "---\njob:\n  script: echo $[[ inputs.v ]]\n"
+    )
+    config = "include:\n  - local: t.yml\n    inputs:\n      v: '" + "a" * 60 + "'\n"
+    with deadline(5):
+        result = lint(repo, config)
+    config_error(result, "does not match the regex /(a+)+b/")
 
 
 def test_rules_expression_errors_are_located(repo: Path) -> None:

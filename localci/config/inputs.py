@@ -112,11 +112,14 @@ def check_value(spec: InputSpec, value: Any) -> str | None:
     if spec.options and value not in spec.options:
         return f"{value!r} is not one of the options {list(spec.options)}"
     if spec.regex and isinstance(value, str):
+        # GitLab matches with RE2 (UntrustedRegexp): linear time whatever the value.
+        from localci.expr import ExpressionError, compile_regex_matcher
+
         try:
-            if not re.search(spec.regex, value):
+            if not compile_regex_matcher(spec.regex).search(value):
                 return f"{value!r} does not match the regex /{spec.regex}/"
-        except re.error as exc:
-            return f"the input's regex /{spec.regex}/ is invalid: {exc}"
+        except ExpressionError as exc:
+            return f"the input's regex /{spec.regex}/ is invalid: {exc.message}"
     return None
 
 
