@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localci.config import load_pipeline
-from localci.config.external import IncludeOptions, external_source
+from localci.config.includes import (
+    EXTERNAL_CONFIG_FILES,
+    ExternalSource,
+    IncludeOptions,
+    ProjectTree,
+)
 from localci.config.model import Pipeline
 from localci.errors import UsageError
 from localci.globs import fnmatch_ruby
@@ -48,6 +53,8 @@ class ContextOptions:
 
 @dataclass(frozen=True)
 class Loaded:
+    """A loaded configuration with the context and user variables it was loaded for."""
+
     pipeline: Pipeline
     context: PipelineContext
     user_variables: Mapping[str, VarValue]
@@ -73,11 +80,52 @@ def load(directory: Path, config_file: str, options: ContextOptions) -> Loaded:
         paths = changed_paths(ctx, compare_to)
         return paths is None or any(fnmatch_ruby(p, f) for p in patterns for f in paths)
 
-    external = external_source(directory, options.includes, notify=options.notify)
+    external = _external_source(directory, options)
     pipeline = load_pipeline(
         directory, config_file, variables=include_vars, changed=changed, external=external
     )
     return Loaded(pipeline, ctx, user)
+
+
+def _external_source(directory: Path, options: ContextOptions) -> ExternalSource:
+    """The reader of includes from outside the repository; set up when first used unless
+    options or `.localci/includes.yml` are given (their errors must show at once)."""
+    if options.includes == IncludeOptions() and not any(
+        (directory / name).exists() for name in EXTERNAL_CONFIG_FILES
+    ):
+        return _LazyExternalSource(directory, options.notify)
+    from localci.config.external import external_source
+
+    return external_source(directory, options.includes, notify=options.notify)
+
+
+class _LazyExternalSource:
+    """Most pipelines include nothing from outside: this skips importing the fetcher (HTTP,
+    git, cache) and reading the origin remote for them."""
+
+    def __init__(self, directory: Path, notify: Callable[[str], None] | None) -> None:
+        self._directory = directory
+        self._notify = notify
+        self._source: ExternalSource | None = None
+
+    def _made(self) -> ExternalSource:
+        if self._source is None:
+            from localci.config.external import external_source
+
+            self._source = external_source(self._directory, IncludeOptions(), notify=self._notify)
+        return self._source
+
+    def remote(self, url: str, integrity: str | None) -> str:
+        return self._made().remote(url, integrity)
+
+    def template(self, name: str) -> str:
+        return self._made().template(name)
+
+    def project(self, project: str, ref: str | None) -> ProjectTree:
+        return self._made().project(project, ref)
+
+    def component(self, host: str, project: str, version: str) -> ProjectTree:
+        return self._made().component(host, project, version)
 
 
 def user_variables(directory: Path, options: ContextOptions) -> dict[str, VarValue]:

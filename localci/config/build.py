@@ -244,13 +244,18 @@ def _merged_root(config: LocDict, stages: tuple[str, ...], jobs: dict[str, Any])
 
 def plain(value: Any) -> Any:
     """Plain dict/list/scalar copies (no location wrappers) for JSON and YAML output."""
+    if value.__class__ in _SCALARS:
+        return value
     if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
+        return {str(k): v if v.__class__ in _SCALARS else plain(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [plain(v) for v in value]
+        return [v if v.__class__ in _SCALARS else plain(v) for v in value]
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _check_job_references(

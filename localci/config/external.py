@@ -25,8 +25,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import yaml
 
 from localci.config.includes import (
+    EXTERNAL_CONFIG_FILES,
     DirectorySource,
     ExternalIncludeError,
+    IncludeOptions,
     ProjectTree,
     integrity_of,
 )
@@ -42,7 +44,7 @@ DEFAULT_TEMPLATES_REF = "master"
 TEMPLATES_DIR = "lib/gitlab/ci/templates"
 TEMPLATES_URL_ENV = "LOCALCI_TEMPLATES_URL"
 TEMPLATES_REF_ENV = "LOCALCI_TEMPLATES_REF"
-CONFIG_FILES = (".localci/includes.yml", ".localci/includes.yaml")
+CONFIG_FILES = EXTERNAL_CONFIG_FILES
 HTTP_TIMEOUT_S = 10.0
 GIT_TIMEOUT_S = 300.0
 MAX_BYTES = 4 * 1024 * 1024
@@ -60,15 +62,6 @@ _SCP = re.compile(r"^(?P<user>[^@/]+@)?(?P<host>[^:/]+):(?P<path>.+)$")
 _GIT_ENV_DROP = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_PREFIX")
 
 Notify = Callable[[str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class IncludeOptions:
-    """What the command line says about external includes."""
-
-    offline: bool = False
-    refresh: bool = False
-    mapping: tuple[str, ...] = ()  # KEY=DIR, from --include-map
 
 
 @dataclass(frozen=True, slots=True)

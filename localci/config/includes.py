@@ -7,16 +7,13 @@ includes are read from the working tree (what the user is about to push), not th
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from localci.config.inputs import interpolate, parse_spec, resolve_inputs
 from localci.config.merge import deep_merge
 from localci.config.yaml_source import LocDict, LocList, load_documents, location_of
 from localci.errors import ConfigError, Location, Problem
@@ -36,6 +33,8 @@ INCLUDE_KEYS = {
     "cache",
 }
 EXTERNAL_KINDS = ("remote", "template", "project", "component")
+# localci's settings for external includes (read by external.py).
+EXTERNAL_CONFIG_FILES = (".localci/includes.yml", ".localci/includes.yaml")
 RULE_KEYS = {"if", "exists", "changes", "when"}
 COMPONENT_FIELDS = ("name", "sha", "version", "reference")
 TEMPLATE_SUFFIX = ".gitlab-ci.yml"
@@ -70,6 +69,15 @@ class ProjectTree:
     label: str
     sha: str = ""
     version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncludeOptions:
+    """What the command line says about external includes."""
+
+    offline: bool = False
+    refresh: bool = False
+    mapping: tuple[str, ...] = ()  # KEY=DIR, from --include-map
 
 
 class ExternalIncludeError(ConfigError):
@@ -213,6 +221,9 @@ def key_origins(ctx: IncludeContext, merged: LocDict) -> dict[str, tuple[Locatio
 
 def integrity_of(data: bytes) -> str:
     """The `integrity:` value GitLab expects for `data`: sha256-<base64 of the digest>."""
+    import base64
+    import hashlib
+
     return "sha256-" + base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
@@ -253,13 +264,8 @@ def _load_unit(
     docs, warnings = load_documents(unit.text, unit.name)
     ctx.warnings.extend(warnings)
     header, content = _split_header(docs, unit.name, ctx.problems)
-    specs = parse_spec(header, unit.name, ctx.problems)
-    inputs = resolve_inputs(specs, given_inputs, where or Location(unit.name, 1), ctx.problems)
-    if unit.component is not None and header is not None:
-        fields = _component_fields(header, unit.name, ctx.problems)
-        content = _interpolate_component(content, unit.component, fields, unit.name, ctx.problems)
-    if specs is not None:
-        content = interpolate(content, inputs, unit.name, ctx.problems)
+    if header is not None or given_inputs:
+        content = _apply_header(ctx, unit, header, content, given_inputs, where)
     if content is None:
         content = LocDict(loc=Location(unit.name, 1))
     if not isinstance(content, LocDict):
@@ -270,6 +276,27 @@ def _load_unit(
             )
         )
     return _merge_includes(ctx, unit, content, (*chain, unit.name))
+
+
+def _apply_header(
+    ctx: IncludeContext,
+    unit: _Unit,
+    header: Any,
+    content: Any,
+    given_inputs: Any,
+    where: Location | None,
+) -> Any:
+    """`spec:inputs` and `spec:component` of a file with a header (or given inputs)."""
+    from localci.config.inputs import interpolate, parse_spec, resolve_inputs
+
+    specs = parse_spec(header, unit.name, ctx.problems)
+    inputs = resolve_inputs(specs, given_inputs, where or Location(unit.name, 1), ctx.problems)
+    if unit.component is not None and header is not None:
+        fields = _component_fields(header, unit.name, ctx.problems)
+        content = _interpolate_component(content, unit.component, fields, unit.name, ctx.problems)
+    if specs is not None:
+        content = interpolate(content, inputs, unit.name, ctx.problems)
+    return content
 
 
 def _merge_includes(

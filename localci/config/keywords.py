@@ -82,6 +82,7 @@ UNSUPPORTED = (
     "hooks",
     "pages",
 )
+_NOTHING: tuple[Any, ...] = (None, [], {})  # a keyword with one of these values does nothing
 MAX_MATRIX_JOBS = 200
 JOB_WHEN = ("on_success", "on_failure", "always", "manual", "delayed")
 RULE_WHEN = (*JOB_WHEN, "never")
@@ -180,7 +181,7 @@ def job(reader: Reader, name: str, stage: str, where: Location | None) -> Job:
         trigger=_trigger(reader),
         inherit=reader.typed("inherit", inherit) or Inherit(),
         location=where,
-        unsupported=tuple(k for k in UNSUPPORTED if raw.get(k) not in (None, [], {})),
+        unsupported=tuple(k for k in UNSUPPORTED if k in raw and raw[k] not in _NOTHING),
     )
 
 

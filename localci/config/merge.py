@@ -145,6 +145,9 @@ def resolve_references(config: LocDict, problems: list[Problem]) -> LocDict:
     return result if isinstance(result, LocDict) else config
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 class _TooBig(Exception):
     def __init__(self, problem: Problem) -> None:
         super().__init__(problem.message)
@@ -187,18 +190,49 @@ class _ReferenceResolver:
             )
             return None
         if isinstance(value, dict):
-            out = LocDict(loc=location_of(value))
-            out.key_locs.update(getattr(value, "key_locs", {}))
-            for key, item in value.items():
-                out[key] = self.resolve(item, active, owner or key, depth + 1)
-            return out
+            return self._mapping(value, active, owner, depth)
         if isinstance(value, list):
-            items = LocList(loc=location_of(value))
-            for index, item in enumerate(value):
-                items.append(self.resolve(item, active, owner, depth + 1))
-                items.item_locs.append(value.where(index) if isinstance(value, LocList) else None)
-            return items
+            return self._sequence(value, active, owner, depth)
         return value
+
+    def _mapping(
+        self, value: dict[str, Any], active: tuple[tuple[str, ...], ...], owner: str, depth: int
+    ) -> dict[str, Any]:
+        resolved: dict[str, Any] = {}
+        same = type(value) is LocDict  # then unchanged contents need no copy
+        for key, item in value.items():
+            if item.__class__ in _SCALARS and self.produced < MAX_RESOLVED:
+                self.produced += 1  # most values: only counted
+                resolved[key] = item
+                continue
+            new = self.resolve(item, active, owner or key, depth + 1)
+            resolved[key] = new
+            same = same and new is item
+        if same:
+            return value  # nothing changes a resolved config: sharing is safe
+        out = LocDict(resolved, loc=location_of(value))
+        out.key_locs.update(getattr(value, "key_locs", {}))
+        return out
+
+    def _sequence(
+        self, value: list[Any], active: tuple[tuple[str, ...], ...], owner: str, depth: int
+    ) -> list[Any]:
+        items: list[Any] = []
+        same = type(value) is LocList
+        for item in value:
+            if item.__class__ in _SCALARS and self.produced < MAX_RESOLVED:
+                self.produced += 1
+                items.append(item)
+                continue
+            new = self.resolve(item, active, owner, depth + 1)
+            items.append(new)
+            same = same and new is item
+        if same:
+            return value
+        out = LocList(items, loc=location_of(value))
+        for index in range(len(value)):
+            out.item_locs.append(value.where(index) if isinstance(value, LocList) else None)
+        return out
 
     def _follow(
         self, ref: Reference, active: tuple[tuple[str, ...], ...], owner: str, depth: int

@@ -84,10 +84,20 @@ class _Loader(_Base):  # type: ignore[valid-type,misc]
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
         # PyYAML resolves every scalar's tag with regexes in Python; CI files repeat the same
-        # scalars (stage names, commands) a lot, so remember the answers.
-        if kind is ScalarNode and isinstance(value, str):
-            return _resolve_scalar(self, value, tuple(implicit))
+        # scalars (stage names, commands) a lot, so remember the answers. Only plain scalars
+        # have implicit types (there are no path resolvers): a quoted one is a string.
+        if kind is ScalarNode:
+            if not implicit[0]:
+                return _STR
+            tag = _RESOLVED.get(value)
+            return tag if tag is not None else _resolve_plain(self, value, implicit)
         return super().resolve(kind, value, implicit)
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        """Nothing to track without path resolvers (libyaml calls this for every node)."""
+
+    def ascend_resolver(self) -> None:
+        """Nothing to track without path resolvers."""
 
     def _loc(self, node: Node) -> Location:
         mark = node.start_mark
@@ -112,16 +122,14 @@ class _Loader(_Base):  # type: ignore[valid-type,misc]
         return super().construct_document(node)
 
 
-_RESOLVED: dict[tuple[str, tuple[bool, ...]], str] = {}
+_RESOLVED: dict[str, str] = {}  # plain scalar -> tag
+_STR = "tag:yaml.org,2002:str"
 
 
-def _resolve_scalar(loader: _Loader, value: str, implicit: tuple[bool, ...]) -> str:
-    key = (value, implicit)
-    tag = _RESOLVED.get(key)
-    if tag is None:
-        tag = yaml.resolver.Resolver.resolve(loader, ScalarNode, value, implicit)  # type: ignore[no-untyped-call]
-        if len(_RESOLVED) < 100_000:
-            _RESOLVED[key] = tag
+def _resolve_plain(loader: _Loader, value: str, implicit: Any) -> str:
+    tag: str = yaml.resolver.Resolver.resolve(loader, ScalarNode, value, implicit)  # type: ignore[no-untyped-call]
+    if len(_RESOLVED) < 100_000:
+        _RESOLVED[value] = tag
     return tag
 
 
@@ -156,20 +164,52 @@ def _identity(key_node: Node) -> Any:
     return key_node.value if isinstance(key_node, ScalarNode) else id(key_node)
 
 
+_MERGE = "tag:yaml.org,2002:merge"
+_VALUE = "tag:yaml.org,2002:value"
+
+
+def _construct(loader: _Loader, node: Node) -> Any:
+    """`loader.construct_object(node, deep=True)`, with short cuts for the plain strings,
+    mappings and sequences that nearly all of a CI file is made of."""
+    if node.__class__ is ScalarNode:
+        return node.value if node.tag == _STR else loader.construct_object(node, deep=True)
+    built = loader.constructed_objects  # an anchor's aliases share one object, as in PyYAML
+    if node in built:
+        return built[node]
+    if isinstance(node, MappingNode) and node.tag == "tag:yaml.org,2002:map":
+        data: Any = _construct_mapping(loader, node)
+    elif isinstance(node, SequenceNode) and node.tag == "tag:yaml.org,2002:seq":
+        data = _construct_sequence(loader, node)
+    else:
+        return loader.construct_object(node, deep=True)
+    built[node] = data
+    return data
+
+
 def _construct_mapping(loader: _Loader, node: MappingNode) -> LocDict:
-    _warn_duplicates(loader, node)
-    _flatten_merge_keys(loader, node)
-    result = LocDict(loc=loader._loc(node))
-    yield_later: list[tuple[Any, Node]] = []
+    if _scan_keys(loader, node):
+        _flatten_merge_keys(loader, node)
+    file = loader.display_name
+    mark = node.start_mark
+    result = LocDict(loc=Location(file, mark.line + 1, mark.column + 1))
+    key_locs = result.key_locs
+    yield_later: list[tuple[str, Node]] = []
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if isinstance(key, (list, dict)):
-            raise ConfigError(Problem("a mapping key must be a scalar", loader._loc(key_node)))
-        key = _key_text(key)
+        if key_node.__class__ is ScalarNode and key_node.tag == _STR:
+            key = key_node.value
+        else:
+            key = _construct(loader, key_node)
+            if isinstance(key, (list, dict)):
+                raise ConfigError(Problem("a mapping key must be a scalar", loader._loc(key_node)))
+            key = _key_text(key)
         yield_later.append((key, value_node))
-        result.key_locs[key] = loader._loc(key_node)
+        mark = key_node.start_mark
+        key_locs[key] = Location(file, mark.line + 1, mark.column + 1)
     for key, value_node in yield_later:
-        result[key] = loader.construct_object(value_node, deep=True)
+        if value_node.__class__ is ScalarNode and value_node.tag == _STR:
+            result[key] = value_node.value
+        else:
+            result[key] = _construct(loader, value_node)
     return result
 
 
@@ -181,25 +221,44 @@ def _key_text(key: Any) -> str:
     return str(key)
 
 
-def _warn_duplicates(loader: _Loader, node: MappingNode) -> None:
-    seen: dict[str, int] = {}
+def _scan_keys(loader: _Loader, node: MappingNode) -> bool:
+    """Warn about duplicate keys; True when `_flatten_merge_keys` has work to do (`<<` or `=`
+    keys, keys that are not scalars, or duplicates, which it reduces to the last one)."""
+    seen: dict[str, Node] = {}
+    flatten = False
     for key_node, _ in node.value:
-        if not isinstance(key_node, ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+        if key_node.__class__ is not ScalarNode:
+            flatten = True
             continue
-        line = key_node.start_mark.line + 1
-        if key_node.value in seen:
+        tag = key_node.tag
+        if tag == _MERGE:
+            flatten = True
+            continue
+        if tag == _VALUE:
+            flatten = True
+        text = key_node.value
+        if text in seen:
+            flatten = True
             loader.warnings.append(
-                f"{loader.display_name}:{line}: duplicate key {key_node.value!r} "
-                f"(first at line {seen[key_node.value]}); the last one wins"
+                f"{loader.display_name}:{key_node.start_mark.line + 1}: duplicate key {text!r} "
+                f"(first at line {seen[text].start_mark.line + 1}); the last one wins"
             )
-        seen[key_node.value] = line
+        seen[text] = key_node
+    return flatten
 
 
 def _construct_sequence(loader: _Loader, node: SequenceNode) -> LocList:
-    result = LocList(loc=loader._loc(node))
+    file = loader.display_name
+    mark = node.start_mark
+    result = LocList(loc=Location(file, mark.line + 1, mark.column + 1))
+    item_locs = result.item_locs
     for child in node.value:
-        result.append(loader.construct_object(child, deep=True))
-        result.item_locs.append(loader._loc(child))
+        if child.__class__ is ScalarNode and child.tag == _STR:
+            result.append(child.value)
+        else:
+            result.append(_construct(loader, child))
+        mark = child.start_mark
+        item_locs.append(Location(file, mark.line + 1, mark.column + 1))
     return result
 
 

@@ -3,8 +3,7 @@ pipeline context in, a `Plan` out; plus job selection for `run` and `explain` fo
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -38,6 +37,25 @@ _EMPTY: Mapping[str, VarValue] = MappingProxyType({})
 
 def _yaml_layer(variables: Iterable[Variable]) -> dict[str, VarValue]:
     return {var.name: VarValue(var.value, raw=not var.expand) for var in variables}
+
+
+class _PlainValues(Mapping[str, VarValue]):
+    """Plain strings as `VarValue`s, made only when a decision reads them (most read the
+    plain strings only)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: Mapping[str, str]) -> None:
+        self._raw = raw
+
+    def __getitem__(self, name: str) -> VarValue:
+        return VarValue(self._raw[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
 
 
 class _Planner:
@@ -141,9 +159,8 @@ class _Planner:
     ) -> Decision:
         inherited = self.inherited_globals(instance.job)
         own_raw = {name: var.value for name, var in own.items()}
-        job_layer = {name: VarValue(value) for name, value in job_level.items()}
         scope = Scope(
-            [self.rules_predefined, job_layer, inherited, own, self.user],
+            [self.rules_predefined, _PlainValues(job_level), inherited, own, self.user],
             [
                 self.rules_predefined_raw,
                 job_level,
@@ -400,6 +417,8 @@ def _all_names(jobs: Iterable[PlannedJob]) -> list[str]:
 
 
 def _suggest(name: str, known: Sequence[str]) -> str:
+    import difflib
+
     close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
     if not close:
         close = [k for k in known if name.lower() in k.lower()][:5]

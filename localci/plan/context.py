@@ -163,6 +163,8 @@ class PipelineContext:
 
 @dataclass(frozen=True, slots=True)
 class _Request:
+    """What the user asked to simulate, as `detect_context` got it."""
+
     config_file: str
     branch: str | None
     tag: str | None
@@ -175,6 +177,8 @@ class _Request:
 
 @dataclass(frozen=True, slots=True)
 class _Object:
+    """One object read by `git cat-file --batch`."""
+
     sha: str
     kind: str
     body: bytes
@@ -182,6 +186,8 @@ class _Object:
 
 @dataclass(frozen=True, slots=True)
 class _Commit:
+    """The fields of a commit object the CI variables use."""
+
     author: str
     timestamp: str
     message: str
@@ -189,6 +195,8 @@ class _Commit:
 
 @dataclass(frozen=True, slots=True)
 class _Repo:
+    """The git facts read once from a repository."""
+
     root: Path
     config: Mapping[str, str]
     refs: Mapping[str, str]

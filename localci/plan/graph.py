@@ -3,7 +3,6 @@ names and validated (stages, missing jobs, the 50-needs limit, cycles), artifact
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -109,6 +108,8 @@ def expand_jobs(jobs: Iterable[Job]) -> tuple[Instance, ...]:
 
 @dataclass(frozen=True, slots=True)
 class _Index:
+    """Every job by name, and the instances of each parallel group."""
+
     jobs: Mapping[str, GraphJob]
     groups: Mapping[str, tuple[str, ...]]  # parallel group name -> instance names
 
@@ -126,6 +127,9 @@ def _make_index(jobs: Sequence[GraphJob]) -> _Index:
 
 
 def _interpolate(text: str, matrix: Mapping[str, str], problems: list[str]) -> str:
+    if "$[[" not in text:
+        return text
+
     def replace(match: re.Match[str]) -> str:
         key = match.group(1)
         if key not in matrix:
@@ -133,7 +137,7 @@ def _interpolate(text: str, matrix: Mapping[str, str], problems: list[str]) -> s
             return match.group(0)
         return matrix[key]
 
-    return _MATRIX_REF.sub(replace, text) if "$[[" in text else text
+    return _MATRIX_REF.sub(replace, text)
 
 
 def expand_need(need: Need, index: _Index, owner: Instance, errors: list[str]) -> list[PlannedNeed]:
@@ -417,5 +421,7 @@ def _earlier_stage_jobs(included: Sequence[GraphJob]) -> dict[int, tuple[str, ..
 
 
 def _close_hint(name: str, known: Iterable[str]) -> str | None:
+    import difflib
+
     close = difflib.get_close_matches(name, list(known), n=3)
     return f"did you mean {', '.join(repr(c) for c in close)}?" if close else None

@@ -32,6 +32,7 @@ GITLAB_VERSION = "18.0.0"
 JOB_ONLY_VARIABLES = frozenset({"CI_PIPELINE_ID", "CI_PIPELINE_URL", "CI_PIPELINE_CREATED_AT"})
 
 _NAME = re.compile(r"[A-Za-z0-9_]+")
+_NOT_SLUG = re.compile(r"[^a-z0-9]")
 _GITLAB_REF = re.compile(
     r"\$\$|%%|\$(?P<plain>[A-Za-z_][A-Za-z0-9_]*)|\$\{(?P<brace>[A-Za-z_][A-Za-z0-9_]*)\}"
     r"|%(?P<percent>[A-Za-z_][A-Za-z0-9_]*)%"
@@ -80,8 +81,7 @@ class DotenvError(ConfigError):
 
 def slugify(text: str, limit: int = 63) -> str:
     """GitLab's slug: lowercase, every char not in [a-z0-9] becomes `-`, cut, strip `-` ends."""
-    dashed = "".join(c if "a" <= c <= "z" or "0" <= c <= "9" else "-" for c in text.lower())
-    return dashed[:limit].strip("-")
+    return _NOT_SLUG.sub("-", text.lower())[:limit].strip("-")
 
 
 def environment_slug(name: str) -> str:
@@ -731,6 +731,8 @@ def _scalar(node: yaml.Node) -> object:
 
 @dataclass(frozen=True, slots=True)
 class _NotScalar:
+    """A variables-file value that is a list or a mapping (an error)."""
+
     node: yaml.Node
 
     def __repr__(self) -> str:

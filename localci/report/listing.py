@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from json import dumps
+from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
 from localci.plan.model import Plan, PlannedJob
@@ -14,6 +16,37 @@ if TYPE_CHECKING:
 def list_json(plan: Plan) -> list[dict[str, Any]]:
     """One object per visible job in definition order; `when` is "never" when excluded."""
     return [_job_json(plan, job) for job in plan.jobs]
+
+
+def json_text(value: Any) -> str:
+    """`json.dumps(value, indent=2)`, the same text, faster: `indent` makes json fall back
+    to its pure-Python encoder, which took a tenth of `list --json` on large pipelines."""
+    return _encode(value, "\n")
+
+
+_LITERALS = {True: "true", False: "false", None: "null"}
+
+
+def _encode(value: Any, newline: str) -> str:
+    """The JSON of `value`; `newline` is a newline plus the current indentation."""
+    if isinstance(value, str):
+        return encode_basestring_ascii(value)
+    if value is None or value is True or value is False:
+        return _LITERALS[value]
+    inner = newline + "  "
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        items = [
+            encode_basestring_ascii(key)
+            + ": "
+            + (encode_basestring_ascii(item) if item.__class__ is str else _encode(item, inner))
+            for key, item in value.items()
+        ]
+        return "{" + inner + ("," + inner).join(items) + newline + "}" if items else "{}"
+    if isinstance(value, (list, tuple)):
+        items = [_encode(item, inner) for item in value]
+        return "[" + inner + ("," + inner).join(items) + newline + "]" if items else "[]"
+    # Numbers and mappings with other keys (rare): json's own text, indented alike.
+    return dumps(value, indent=2).replace("\n", newline)
 
 
 def _job_json(plan: Plan, job: PlannedJob) -> dict[str, Any]:
@@ -42,11 +75,18 @@ def print_list(plan: Plan, *, show_all: bool, console: Console | None = None) ->
     console = console or Console(highlight=False)
     ctx = plan.context
     kind = "tag" if ctx.ref_is_tag else "branch"
-    console.print(Text.assemble("Pipeline for ", kind, " ", (ctx.ref, "bold"),
-                                f" ({ctx.source})", f": {plan.name}" if plan.name else ""))
+    console.print(
+        Text.assemble(
+            "Pipeline for ",
+            kind,
+            " ",
+            (ctx.ref, "bold"),
+            f" ({ctx.source})",
+            f": {plan.name}" if plan.name else "",
+        )
+    )
     if not plan.created:
-        console.print(Text.assemble(("No pipeline is created: ", "yellow"),
-                                    plan.workflow_reason))
+        console.print(Text.assemble(("No pipeline is created: ", "yellow"), plan.workflow_reason))
         if not show_all:
             return
     table = Table(show_lines=False, pad_edge=False)
@@ -85,8 +125,13 @@ def _row(plan: Plan, job: PlannedJob, show_all: bool) -> list[Text]:
     else:
         needs = ", ".join(n.job + ("?" if n.optional else "") for n in job.needs) or "[] (none)"
     # Text, not markup: job names like `test: [3.11]` and reasons contain brackets.
-    row = [Text(job.stage), Text(job.name, style="" if included else "dim"), Text(when),
-           Text(allow_text), Text(needs)]
+    row = [
+        Text(job.stage),
+        Text(job.name, style="" if included else "dim"),
+        Text(when),
+        Text(allow_text),
+        Text(needs),
+    ]
     if show_all:
         row.append(Text(job.reason))
     return row

@@ -1,0 +1,122 @@
+"""The short cuts taken for speed give what the general code gives: YAML scalars and aliases
+(yaml_source), the indented JSON of `list --json` (report.listing), the external include
+reader set up on first use (app), garbage collection paused only while a command loads."""
+
+from __future__ import annotations
+
+import gc
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from localci.config.yaml_source import LocDict, LocList, load_documents
+from localci.report.listing import json_text
+from tests.helpers import make_repo, run_cli
+from tests.test_external_includes import Server, server  # noqa: F401
+
+SCALARS = """\
+plain: [abc, 12, -3, 0x1f, 0o17, 017, 1_000, 1.5, 1e3, .inf, -.Inf, yes, No, on, OFF, true,
+        False, null, ~, "", 2024-01-02x, 1:20, "12", '1.5', "true", 'null', ! 12, !!str 12,
+        !!int "12", !!float 1, !!bool "yes", !!null ""]
+block: |
+  12
+folded: >
+  true
+quoted_keys: {"12": a, 'true': b}
+"""
+
+
+def plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def test_scalars_resolve_as_in_pyyaml_also_when_seen_again() -> None:
+    expected = yaml.safe_load(SCALARS)
+    for _ in range(2):  # the second time answers come from the cache of resolved tags
+        (doc,), _warnings = load_documents(SCALARS, "x.yml")
+        assert plain(doc) == expected
+        assert [type(v) for v in doc["plain"]] == [type(v) for v in expected["plain"]]
+
+
+def test_the_value_tag_stays_text() -> None:
+    (doc,), _ = load_documents("a: [=, '=']\n", "x.yml")
+    assert doc["a"] == ["=", "="]
+
+
+def test_aliases_are_one_object_and_keep_locations() -> None:
+    text = "a: &x {k: [1, two]}\nb: *x\nc: [*x, *x]\n"
+    (doc,), _ = load_documents(text, "x.yml")
+    assert doc["a"] is doc["b"] is doc["c"][0] is doc["c"][1]
+    assert isinstance(doc["a"], LocDict) and isinstance(doc["a"]["k"], LocList)
+    item = doc["a"]["k"].item_locs[1]
+    assert str(doc.where("b")) == "x.yml:2" and item is not None and item.column == 15
+
+
+def test_explicit_tags_on_collections_take_the_general_path() -> None:
+    (doc,), _ = load_documents("a: !!map {k: v}\nb: !!seq [1]\nc: !!set {x}\n", "x.yml")
+    assert doc["a"] == {"k": "v"} and isinstance(doc["a"], LocDict)
+    assert doc["b"] == [1] and isinstance(doc["b"], LocList)
+    assert doc["c"] == {"x"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [],
+        {},
+        [{}],
+        [[], [[]]],
+        "text",
+        'é \u2028 " \\ \n',
+        None,
+        True,
+        0,
+        [1, 2.5, -0.0, 10**30, float("inf"), float("nan"), True, False, None],
+        {"a": {"b": [{"c": "d", "e": None, "f": False}]}, "g": ("t", ("u",))},
+        {1: "a", "b": [1]},
+        {"k": {2: [1, {"z": 2}]}, "s": "x"},
+        {"exit_codes": [1, 2]},
+    ],
+)
+def test_json_text_is_json_dumps_with_indent_2(value: Any) -> None:
+    assert json_text(value) == json.dumps(value, indent=2)
+
+
+def test_an_external_include_is_read_without_any_include_option(
+    server: Server,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server.serve(
+        "/raw/master/lib/gitlab/ci/templates/Lint.gitlab-ci.yml", "lint: {script: [ruff]}\n"
+    )
+    monkeypatch.setenv("LOCALCI_TEMPLATES_URL", f"{server.base}/raw")
+    text = "include: {template: Lint.gitlab-ci.yml}\ntest: {script: [pytest]}\n"
+    repo = make_repo(tmp_path / "app", {".gitlab-ci.yml": text})
+    result = run_cli(repo, "list", "--json")
+    assert result.exit_code == 0, result.output
+    assert [job["name"] for job in json.loads(result.stdout)] == ["lint", "test"]
+    assert "fetching template Lint.gitlab-ci.yml" in result.stderr
+
+
+def test_commands_leave_garbage_collection_as_they_found_it(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "app", {".gitlab-ci.yml": "test: {script: [pytest]}\n"})
+    assert gc.isenabled()
+    assert run_cli(repo, "list", "--json").exit_code == 0
+    assert gc.isenabled()
+    (repo / ".gitlab-ci.yml").write_text("test: {script: [pytest], stage: nope}\n")
+    assert run_cli(repo, "list", "--json").exit_code == 3  # failed while loading
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert run_cli(repo, "list").exit_code == 3
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
