@@ -1,6 +1,6 @@
 """`python -m localci`."""
 
-from localci.cli import main
+from localci.entry import main
 
 if __name__ == "__main__":
     main()

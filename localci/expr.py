@@ -8,9 +8,12 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from localci import re2
 from localci.errors import ConfigError
+
+if TYPE_CHECKING:
+    from localci import re2
 
 __all__ = [
     "Expression",
@@ -112,6 +115,8 @@ def _show(value: object) -> str:
 
 @lru_cache(maxsize=2048)
 def _translate(pattern: str, flags: str) -> re.Pattern[str] | tuple[str, int]:
+    from localci import re2  # imported on first use: most pipelines have no regex
+
     try:
         python = re2.to_python(re2.parse(pattern, flags))
     except re2.Re2SyntaxError as exc:
@@ -140,6 +145,8 @@ def compile_ruby_regex(pattern: str, flags: str = "") -> re.Pattern[str]:
 def compile_regex_matcher(pattern: str, flags: str = "") -> re2.LinearMatcher:
     """The same regex as `compile_ruby_regex` (same errors) as a linear-time matcher, as RE2
     runs it: `.search(text) -> bool`, safe on attacker-controlled text."""
+    from localci import re2
+
     compile_ruby_regex(pattern, flags)
     try:
         return re2.compile_matcher(pattern, flags)
