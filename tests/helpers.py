@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from click.testing import CliRunner
 
@@ -90,3 +93,24 @@ def run_localci(
         input=stdin,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+class Hang(Exception):
+    """A `deadline` expired."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Turn a hang into a failure (SIGALRM also interrupts a long regular-expression match).
+    Main thread only."""
+
+    def expire(_signum: int, _frame: FrameType | None) -> None:
+        raise Hang(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

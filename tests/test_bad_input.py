@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import os
 import resource
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 
 import pytest
 
 from localci.config import load_pipeline_from_text
 from localci.errors import ConfigError
-from tests.helpers import Result, make_repo, run_cli
+from tests.helpers import Result, deadline, make_repo, run_cli
 
 OK_JOB = "job:\n  script: echo hi\n"
 
@@ -68,24 +64,6 @@ def bounded_cli(
         preexec_fn=limit,
         check=False,
     )
-
-
-class Hang(Exception):
-    pass
-
-
-@contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-    def expire(_signum: int, _frame: FrameType | None) -> None:
-        raise Hang(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # ---- alias bombs, size, depth --------------------------------------------------------------------

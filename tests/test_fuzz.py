@@ -10,12 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import pytest
@@ -36,6 +34,7 @@ from localci.plan.variables import (
     load_variables_file,
     parse_dotenv_report,
 )
+from tests.helpers import deadline as helpers_deadline
 
 # Seconds one example may take before it counts as a hang (generous: the machine is noisy).
 EXAMPLE_DEADLINE_S = 20
@@ -163,24 +162,8 @@ SEED_NAMES = sorted(SEEDS)
 # ---- the per-example deadline -------------------------------------------------------------------
 
 
-class Hang(Exception):
-    """An example ran past EXAMPLE_DEADLINE_S."""
-
-
-@contextlib.contextmanager
-def deadline(seconds: float = EXAMPLE_DEADLINE_S) -> Iterator[None]:
-    """Turn a hang into a failure (SIGALRM also interrupts a long regular-expression match)."""
-
-    def expire(_signum: int, _frame: FrameType | None) -> None:
-        raise Hang(f"no answer within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+def deadline(seconds: float = EXAMPLE_DEADLINE_S) -> contextlib.AbstractContextManager[None]:
+    return helpers_deadline(seconds)
 
 
 # ---- properties ----------------------------------------------------------------------------------

@@ -6,10 +6,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 from unittest import mock
 
 import pytest
@@ -24,24 +20,7 @@ from localci.expr import (
     parse_expression,
     parse_regex_matcher,
 )
-
-
-class Hang(Exception):
-    pass
-
-
-@contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-    def expire(_signum: int, _frame: FrameType | None) -> None:
-        raise Hang(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+from tests.helpers import Hang, deadline
 
 
 def linear(pattern: str, flags: str, text: str) -> bool:
