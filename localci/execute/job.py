@@ -440,6 +440,7 @@ def _remember_session(ws: Workspace, pid: int) -> None:
     """Note the job's session so a run after a SIGKILL of localci can end what it left."""
     # A plain write: the slot is locked, and a torn or stale number is harmless because
     # _end_leftovers kills only processes that carry this workspace in their environment.
+    ws.state_dir.mkdir(parents=True, exist_ok=True)
     (ws.state_dir / _SESSION_FILE).write_text(str(pid))
 
 

@@ -127,7 +127,8 @@ def _kept_venv(dest: Path, record: Path, request: dict[str, str]) -> Venv | None
         saved = json.loads(record.read_text(encoding="utf-8"))
         if saved.get("format") != _RECORD_FORMAT or saved.get("request") != request:
             return None
-        if saved.get("fingerprint") != tree_fingerprint(dest):
+        fingerprint = saved.get("fingerprint")
+        if not fingerprint or fingerprint != tree_fingerprint(dest):
             return None
         return Venv(
             path=Path(saved["path"]),
