@@ -501,11 +501,12 @@ def prepare_workspace(
         git_key = _digest_of(git_files)
         git_dir = ws.project_dir / ".git"
         # An untouched .git (and index) of the same content is as good as a new one.
-        if rewrote or state.git is None or state.git != (git_key, tree_fingerprint(git_dir)):
+        git_state = state.git
+        if rewrote or git_state is None or git_state != (git_key, tree_fingerprint(git_dir)):
             _write_git_dir(git_dir, git_files)
             _prepare_index(ws, snapshot.sha, refresh=rewrote)
-        fingerprint = tree_fingerprint(git_dir)
-        git_state = (git_key, fingerprint) if fingerprint else None
+            fingerprint = tree_fingerprint(git_dir)
+            git_state = (git_key, fingerprint) if fingerprint else None
     except OSError as exc:
         raise state_error(Path(exc.filename or ws.project_dir), exc, "prepare workspace") from exc
     _save_state(ws.state_dir, _SlotState(placed, git_state))
