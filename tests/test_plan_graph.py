@@ -213,6 +213,61 @@ test:
     assert job.artifact_sources == ()
 
 
+def test_needs_parallel_matrix_list_values_expand() -> None:
+    # Issue 14 item 1: GitLab's Normalizer expands a need's matrix with the job's own
+    # MatrixStrategy.expand, so list values select every combination.
+    text = """
+        build: {stage: build, script: [echo], parallel: {matrix: [{PY: ["3.11", "3.12"]}]}}
+        test:
+          {stage: test, script: [echo], needs: [{job: build, parallel: {matrix: [{PY: ["3.11"]}]}}]}
+        both:
+          stage: test
+          script: [echo]
+          needs: [{job: build, parallel: {matrix: [{PY: ["3.11", "3.12"]}]}}]
+        """
+    assert needs_of(text, "test") == ["build: [3.11]"]
+    assert needs_of(text, "both") == ["build: [3.11]", "build: [3.12]"]
+
+
+@pytest.mark.parametrize("spelling", ['"$[[ matrix.PY ]]"', '["$[[ matrix.PY ]]"]'])
+def test_needs_matrix_expression_scalar_and_list_with_list_values(spelling: str) -> None:
+    text = f"""
+        build:
+          stage: build
+          script: [echo]
+          parallel: {{matrix: [{{PY: ["3.11", "3.12"], OS: [a, b]}}]}}
+        test:
+          stage: test
+          script: [echo]
+          parallel: {{matrix: [{{PY: ["3.11", "3.12"]}}]}}
+          needs: [{{job: build, parallel: {{matrix: [{{PY: {spelling}, OS: [a, b]}}]}}}}]
+        """
+    assert needs_of(text, "test: [3.12]") == ["build: [3.12, a]", "build: [3.12, b]"]
+
+
+def test_matrix_expression_in_a_file_with_spec_inputs() -> None:
+    # Input interpolation leaves the matrix context alone; it is resolved per instance later.
+    text = """
+        spec:
+          inputs:
+            v: {default: "3"}
+        ---
+        build:
+          stage: build
+          script: ["echo $[[ inputs.v ]]"]
+          parallel: {matrix: [{PY: ["3.11", "3.12"]}]}
+        test:
+          stage: test
+          script: [echo]
+          parallel: {matrix: [{PY: ["3.11", "3.12"]}]}
+          needs: [{job: build, parallel: {matrix: [{PY: "$[[matrix.PY]]"}]}}]
+        """
+    p = plan(text)
+    build, test = p.job("build: [3.11]"), p.job("test: [3.12]")
+    assert build is not None and build.job.script == ("echo 3",)
+    assert test is not None and [n.job for n in test.needs or ()] == ["build: [3.12]"]
+
+
 def test_needs_parallel_matrix_wrong_order_is_undefined() -> None:
     text = (
         PARALLEL_BUILD
@@ -417,14 +472,29 @@ def test_dependencies_validation() -> None:
     config = make_pipeline(
         make_job("a", "build"),
         make_job("b", dependencies=("a", "c", "nope")),
-        make_job("c"),
+        make_job("c", "deploy"),
         make_job("d", needs=(Need("c"),), dependencies=("a",)),
     )
     assert plan_error(config) == [
-        "b job: dependency c is not defined in prior stages",
+        "b job: dependency c is not defined in current or prior stages",
         "b job: undefined dependency: nope",
+        "d job: need c is not defined in current or prior stages",
         "d job: dependencies the a should be part of needs",
     ]
+
+
+def test_same_stage_dependency_is_accepted_without_its_artifacts() -> None:
+    # Issue 14 item 3: GitLab's check is "current or prior stages" for dependencies too
+    # (YamlProcessor#validate_job_dependency!); in stage mode the artifacts still come only
+    # from earlier stages, so a same-stage dependency passes nothing.
+    p = plan("""
+        stages: [deploy]
+        check: {stage: deploy, script: [echo]}
+        deploy: {stage: deploy, script: [echo], dependencies: [check]}
+        """)
+    deploy = p.job("deploy")
+    assert deploy is not None and deploy.included
+    assert deploy.artifact_sources == ()
 
 
 def test_cross_pipeline_needs_are_dropped_with_a_warning() -> None:

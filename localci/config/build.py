@@ -270,9 +270,9 @@ def _check_job_references(
         for need in job.needs or ():
             if need.external or need.optional:
                 continue
-            _check_target(job, "needs", need.job, stage_of, here, problems, same_stage_ok=True)
+            _check_target(job, "needs", need.job, stage_of, here, problems)
         for name in job.dependencies or ():
-            _check_target(job, "dependencies", name, stage_of, here, problems, same_stage_ok=False)
+            _check_target(job, "dependencies", name, stage_of, here, problems)
 
 
 def _check_target(
@@ -282,8 +282,6 @@ def _check_target(
     stage_of: Mapping[str, int],
     here: int,
     problems: list[Problem],
-    *,
-    same_stage_ok: bool,
 ) -> None:
     index = stage_of.get(_base_name(target, stage_of))
     if index is None:
@@ -296,11 +294,11 @@ def _check_target(
                 hint="fix the job name",
             )
         )
-    elif index > here or (index == here and not same_stage_ok):
-        where = "current or prior stages" if same_stage_ok else "prior stages"
+    elif index > here:
+        # GitLab's YamlProcessor#validate_job_dependency!: the same for needs and dependencies.
         problems.append(
             Problem(
-                f"{key}: {target!r} is not defined in {where}",
+                f"{key}: {target!r} is not defined in current or prior stages",
                 job.location,
                 job=job.name,
                 path=key,

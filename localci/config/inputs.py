@@ -11,6 +11,9 @@ from localci.config.yaml_source import LocDict, LocList, location_of
 from localci.errors import Location, Problem
 
 MAX_BLOCK = 1024
+# `$[[ matrix.X ]]` is GitLab's matrix context, resolved later in needs:parallel:matrix
+# (Normalizer's MatrixInterpolator), never by input interpolation: left as written.
+_MATRIX_BLOCK = re.compile(r"matrix\.[A-Za-z0-9_]+")
 INPUT_TYPES: dict[str, type | tuple[type, ...]] = {
     "string": str,
     "number": (int, float),
@@ -203,13 +206,20 @@ def _interpolate_text(
     if "$[[" not in text:
         return text
     blocks = find_blocks(text)
-    if len(blocks) == 1 and blocks[0][:2] == (0, len(text)):
+    if (
+        len(blocks) == 1
+        and blocks[0][:2] == (0, len(text))
+        and not _MATRIX_BLOCK.fullmatch(blocks[0][2])
+    ):
         return _evaluate_block(blocks[0][2], inputs, file, problems)
     out: list[str] = []
     done = 0
     for start, end, body in blocks:
         out.append(text[done:start])
-        out.append(_as_text(_evaluate_block(body, inputs, file, problems)))
+        if _MATRIX_BLOCK.fullmatch(body):
+            out.append(text[start:end])
+        else:
+            out.append(_as_text(_evaluate_block(body, inputs, file, problems)))
         done = end
     out.append(text[done:])
     return "".join(out)

@@ -463,7 +463,9 @@ def _need(reader: Reader, key: str, item: Any) -> Need | None:
     )
 
 
-def _need_matrix(reader: Reader) -> tuple[dict[str, str], ...] | None:
+def _need_matrix(reader: Reader) -> tuple[dict[str, tuple[str, ...]], ...] | None:
+    """Values are lists, as in a job's own `parallel:matrix` (a scalar is a one-item list):
+    GitLab's Normalizer expands a need's matrix with the same MatrixStrategy.expand."""
     value = reader.get("parallel")
     if value is None:
         return None
@@ -473,8 +475,13 @@ def _need_matrix(reader: Reader) -> tuple[dict[str, str], ...] | None:
         return None
     out = []
     for entry in matrix:
-        if isinstance(entry, dict):
-            out.append({str(k): scalar_text(v) for k, v in entry.items()})
+        if not isinstance(entry, dict):
+            continue
+        values = {str(k): _matrix_values(v) for k, v in entry.items()}
+        if any(v is None for v in values.values()):
+            reader.fail("parallel", "needs:parallel:matrix values should be a string or a list")
+            return None
+        out.append({k: v for k, v in values.items() if v is not None})
     return tuple(out)
 
 

@@ -37,7 +37,7 @@ class Need:
     job: str
     artifacts: bool = True
     optional: bool = False
-    matrix: tuple[Mapping[str, str], ...] | None = None
+    matrix: tuple[Mapping[str, tuple[str, ...]], ...] | None = None
     # needs:project / needs:pipeline point outside this pipeline; localci cannot honour them.
     external: str | None = None
 

@@ -147,11 +147,14 @@ def expand_need(need: Need, index: _Index, owner: Instance, errors: list[str]) -
     if need.matrix is None or target not in index.groups:
         names = index.expand_name(target) if need.matrix is None else (target,)
         return [PlannedNeed(name, need.artifacts, need.optional) for name in names]
-    selected: list[PlannedNeed] = []
-    for entry in need.matrix:
-        combo = tuple((key, _interpolate(value, matrix, errors)) for key, value in entry.items())
-        selected.append(PlannedNeed(matrix_name(target, combo), need.artifacts, need.optional))
-    return selected
+    entries = [
+        {key: [_interpolate(v, matrix, errors) for v in values] for key, values in entry.items()}
+        for entry in need.matrix
+    ]
+    return [
+        PlannedNeed(matrix_name(target, combo), need.artifacts, need.optional)
+        for combo in matrix_combinations(entries)
+    ]
 
 
 def _dedupe(needs: Iterable[PlannedNeed]) -> tuple[PlannedNeed, ...]:
@@ -233,13 +236,13 @@ class _Resolver:
                     "dependencies",
                     hint=_close_hint(name, self.index.jobs),
                 )
-            elif target.stage_index >= owner.stage_index:
+            elif target.stage_index > owner.stage_index:
                 self.fail(
                     owner,
-                    f"{owner.instance.group_name} job: dependency {name} is not defined in prior"
-                    " stages",
+                    f"{owner.instance.group_name} job: dependency {name} is not defined in current"
+                    " or prior stages",
                     "dependencies",
-                    hint="use `needs` to depend on a job of the same stage",
+                    hint="a job can only depend on jobs of its own or an earlier stage",
                 )
         if job.needs:
             needed = {need.job for need in job.needs}
