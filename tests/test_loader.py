@@ -305,6 +305,27 @@ def test_extends_too_deep() -> None:
     assert any("nesting too deep" in m for m in errors(chain))
 
 
+@pytest.mark.parametrize("templates_first", [True, False])
+def test_extends_boundary_is_gitlabs_ancestor_count(templates_first: bool) -> None:
+    # Issue 14 item 4. Extendable::Entry#nesting_too_deep? is `ancestors.count > 10` for every
+    # entry that has `extends`: a job extending through 11 levels passes, 12 levels fail, even
+    # when the templates of the chain were already resolved on their own (memoised).
+    templates = ".l0: {script: [echo]}\n" + "".join(
+        f".l{i}: {{extends: .l{i - 1}}}\n" for i in range(1, 12)
+    )
+
+    def config(job: str) -> str:
+        return templates + job if templates_first else job + templates
+
+    eleven = load(config("job11: {extends: .l10}\n"))
+    assert [j.name for j in eleven.jobs] == ["job11"]
+    too_deep = [m for m in errors(config("job12: {extends: .l11}\n")) if "too deep" in m]
+    assert len(too_deep) == 1
+    assert (
+        "job 'job12', extends: nesting too deep in `extends` (more than 11 levels)" in (too_deep[0])
+    )
+
+
 def test_extends_from_included_file() -> None:
     p = load("include: t.yml\njob: {extends: .t}\n", t_yml=".t: {script: [from template]}\n")
     assert p.jobs[0].script == ("from template",)
@@ -480,3 +501,17 @@ def test_ten_mistakes_are_all_reported_with_lines() -> None:
     assert len(msgs) == 10, msgs
     lines = sorted(int(m.split(":")[1]) for m in msgs)
     assert lines == [3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+
+
+def test_cache_list_with_a_reference_list_is_flattened() -> None:
+    # Issue 14 item 2: ComposableArray composes `[@config].flatten`, so the caches of a
+    # `!reference` list join the job's own; Entry::Caches counts the list as written.
+    p = load("""
+        .base: {cache: [{key: a, paths: [a/]}, {key: b, paths: [b/]}]}
+        job: {script: [echo], cache: [!reference [.base, cache], {key: c, paths: [c/]}]}
+        """)
+    assert [(c.key, c.paths) for c in p.jobs[0].cache] == [
+        ("a", ("a/",)),
+        ("b", ("b/",)),
+        ("c", ("c/",)),
+    ]

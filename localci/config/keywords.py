@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from localci.config.fields import Reader, scalar_text, type_name
@@ -526,10 +527,12 @@ def _matrix_values(value: Any) -> tuple[str, ...] | None:
 
 def caches(reader: Reader, key: str, value: Any) -> tuple[Cache, ...] | None:
     items = value if isinstance(value, list) else [value]
+    # Entry::Caches counts the list as written; ComposableArray then composes
+    # `[@config].flatten`, so a list from `!reference` contributes its caches one by one.
     if len(items) > 4:
         reader.fail(key, "a job may define at most 4 caches")
     out = []
-    for item in items:
+    for item in _flattened(items):
         if item in (None, {}):
             continue
         if not isinstance(item, dict):
@@ -537,6 +540,14 @@ def caches(reader: Reader, key: str, value: Any) -> tuple[Cache, ...] | None:
             continue
         out.append(_cache(reader.child(key, item)))
     return tuple(out)
+
+
+def _flattened(items: list[Any]) -> Iterator[Any]:
+    for item in items:
+        if isinstance(item, list):
+            yield from _flattened(item)
+        else:
+            yield item
 
 
 def _cache(reader: Reader) -> Cache:

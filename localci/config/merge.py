@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from localci.config.yaml_source import (
@@ -39,23 +40,40 @@ def deep_merge(older: Any, newer: Any) -> Any:
 def resolve_extends(config: LocDict, problems: list[Problem]) -> LocDict:
     """Resolve `extends` of every top-level mapping in place order; returns a new mapping."""
     resolved: dict[str, Any] = {}
+    heights: dict[str, int] = {}
     result = LocDict(loc=config.loc)
     result.key_locs.update(config.key_locs)
     for name, value in config.items():
         extended = isinstance(value, dict) and "extends" in value
-        result[name] = _extend(config, name, resolved, (), problems) if extended else value
+        if extended:
+            result[name] = _extend(config, name, _Memo(resolved, heights), (), problems)
+        else:
+            result[name] = value
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Memo:
+    """Resolved entries, and each one's height: the longest run of entries with `extends`
+    from it down (1 for an entry whose parents have no `extends` of their own)."""
+
+    resolved: dict[str, Any]
+    heights: dict[str, int]
 
 
 def _extend(
     config: LocDict,
     name: str,
-    resolved: dict[str, Any],
+    memo: _Memo,
     chain: tuple[str, ...],
     problems: list[Problem],
 ) -> Any:
-    if name in resolved:
-        return resolved[name]
+    if name in memo.resolved:
+        # GitLab's Extendable::Entry re-walks every chain from each entry, so an entry already
+        # resolved from a shallower start can still be too deep from this one.
+        if len(chain) + memo.heights[name] > MAX_EXTENDS_DEPTH:
+            _add_once(problems, _too_deep(config, (*chain, name)[0]))
+        return memo.resolved[name]
     job = config[name]
     if not isinstance(job, dict) or "extends" not in job:
         return job
@@ -70,15 +88,10 @@ def _extend(
             )
         )
         return job
+    # Extendable::Entry#nesting_too_deep?: an entry with `extends` may have at most 10
+    # ancestors (MAX_NESTING_LEVELS), so a job may extend through at most 11 levels.
     if len(chain) >= MAX_EXTENDS_DEPTH:
-        problems.append(
-            Problem(
-                f"`extends` nesting too deep (more than {MAX_EXTENDS_DEPTH - 1} levels)",
-                _where(job, "extends"),
-                job=name,
-                path="extends",
-            )
-        )
+        _add_once(problems, _too_deep(config, chain[0]))
         return job
     merged: Any = LocDict(loc=location_of(job))
     for parent in _parent_names(job, name, problems):
@@ -103,10 +116,27 @@ def _extend(
                 )
             )
             continue
-        merged = deep_merge(merged, _extend(config, parent, resolved, (*chain, name), problems))
+        merged = deep_merge(merged, _extend(config, parent, memo, (*chain, name), problems))
     result = deep_merge(merged, job)
-    resolved[name] = result
+    memo.resolved[name] = result
+    parents = _parent_names(job, name, [])
+    memo.heights[name] = 1 + max((memo.heights.get(p, 0) for p in parents), default=0)
     return result
+
+
+def _add_once(problems: list[Problem], problem: Problem) -> None:
+    if problem not in problems:
+        problems.append(problem)
+
+
+def _too_deep(config: LocDict, start: str) -> Problem:
+    return Problem(
+        f"nesting too deep in `extends` (more than {MAX_EXTENDS_DEPTH} levels)",
+        _where(config[start], "extends"),
+        job=start,
+        path="extends",
+        hint="GitLab counts every chain of `extends` from each job; shorten this one",
+    )
 
 
 def _parent_names(job: dict[str, Any], name: str, problems: list[Problem]) -> list[str]:
