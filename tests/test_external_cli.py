@@ -50,3 +50,57 @@ def test_cli_fetches_once_then_works_offline(
     assert "project team/ci (ref main) is not in the include cache" in missing.stderr
     both = run_cli(repo, "list", "--offline", "--refresh-includes")
     assert both.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("origin", "named"),
+    [
+        ("/srv/git/app.git", "'/srv/git/app.git', a local path that names no server"),
+        ("file:///srv/git/app.git", "a local path that names no server"),
+        ("https:///app.git", "'https:///app.git', a URL form localci cannot read a host from"),
+        (None, "there is no `origin` remote"),
+    ],
+)
+def test_project_include_names_what_origin_is(
+    tmp_path: Path, origin: str | None, named: str
+) -> None:
+    # Issue 14 item 6: say what `origin` is and what would work, not "no origin remote".
+    repo = make_repo(
+        tmp_path / "app",
+        {".gitlab-ci.yml": "include: {project: team/ci, file: a.yml}\njob: {script: [x]}\n"},
+        remote=origin,
+    )
+    result = run_cli(repo, "lint")
+    assert result.exit_code == 3
+    assert named in result.stderr
+    assert "expected a URL like https://HOST/GROUP/PROJECT.git or git@HOST:GROUP/PROJECT.git" in (
+        result.stderr
+    )
+
+
+def test_one_unreadable_project_is_reported_once(tmp_path: Path) -> None:
+    # Issue 14 item 7: nine includes of one unreachable project give one error naming the lines.
+    entries = "".join(f"  - {{project: team/ci, file: f{i}.yml}}\n" for i in range(9))
+    repo = make_repo(
+        tmp_path / "app",
+        {".gitlab-ci.yml": "include:\n" + entries + "job: {script: [x]}\n"},
+        remote="/srv/git/app.git",
+    )
+    result = run_cli(repo, "lint")
+    assert result.exit_code == 3
+    assert result.stderr.count("cannot tell which GitLab server") == 1, result.stderr
+    assert "(also at lines 3, 4, 5, 6, 7, 8, 9, 10)" in result.stderr
+
+
+def test_readme_includes_yml_example_is_accepted(tmp_path: Path) -> None:
+    # The documented `.localci/includes.yml` must be one localci reads.
+    from localci.config.external import read_config
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    example = readme.split("# .localci/includes.yml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / ".localci").mkdir()
+    (tmp_path / ".localci" / "includes.yml").write_text(example, encoding="utf-8")
+    config = read_config(tmp_path)
+    assert config["server"] == "gitlab.example.com"
+    assert config["map"]["team/ci-templates"] == tmp_path / "../ci-templates"
+    assert "{project}" in config["git_urls"]["gitlab.example.com"]

@@ -16,6 +16,7 @@ from localci.config.includes import (
     FileSource,
     IncludeContext,
     MemorySource,
+    collapse_repeats,
     key_origins,
     load_file,
 )
@@ -79,7 +80,7 @@ def _load(
     try:
         merged = load_file(ctx, root)
     except ConfigError as exc:
-        raise ConfigError([*ctx.problems, *exc.problems]) from None
+        raise ConfigError(collapse_repeats([*ctx.problems, *exc.problems])) from None
     except OSError as exc:
         raise ConfigError(
             Problem(
@@ -87,6 +88,6 @@ def _load(
             )
         ) from None
     if ctx.problems:
-        raise ConfigError(ctx.problems)
+        raise ConfigError(collapse_repeats(ctx.problems))
     pipeline = build_pipeline(merged, tuple(ctx.files), ctx.warnings)
     return replace(pipeline, origins=key_origins(ctx, merged))

@@ -181,7 +181,8 @@ class Fetcher:
         self.notices: list[str] = []
         self._notify = notify
         self._texts: dict[str, str] = {}
-        self._trees: dict[tuple[str, ...], ProjectTree] = {}
+        self._http_failures: dict[str, ExternalIncludeError] = {}
+        self._trees: dict[tuple[str, ...], ProjectTree | ExternalIncludeError] = {}
 
     def notify(self, message: str) -> None:
         self.notices.append(message)
@@ -207,21 +208,38 @@ class Fetcher:
     def project(self, project: str, ref: str | None) -> ProjectTree:
         server = self.settings.server
         key = ("project", server or "", project.lower(), ref or "")
-        if key not in self._trees:
-            self._trees[key] = self._project(server, project, ref)
-        return self._trees[key]
+        return self._tree(key, lambda: self._project(server, project, ref))
 
     def component(self, host: str, project: str, version: str) -> ProjectTree:
         key = ("component", host, project.lower(), version)
+        return self._tree(key, lambda: self._component(host, project, version))
+
+    def _tree(self, key: tuple[str, ...], obtain: Callable[[], ProjectTree]) -> ProjectTree:
+        # A failure is remembered too: nine includes of one unreachable project try it once.
         if key not in self._trees:
-            self._trees[key] = self._component(host, project, version)
-        return self._trees[key]
+            try:
+                self._trees[key] = obtain()
+            except ExternalIncludeError as exc:
+                self._trees[key] = exc
+        found = self._trees[key]
+        if isinstance(found, ExternalIncludeError):
+            raise found
+        return found
 
     # -- HTTP files (remote includes and templates)
 
     def _http_text(self, url: str, what: str, integrity: str | None) -> str:
         if url in self._texts:
             return self._texts[url]
+        if url in self._http_failures:
+            raise self._http_failures[url]
+        try:
+            return self._fetch_text(url, what, integrity)
+        except ExternalIncludeError as exc:
+            self._http_failures[url] = exc
+            raise
+
+    def _fetch_text(self, url: str, what: str, integrity: str | None) -> str:
         cached = _cache_path(self.settings.cache_dir, url)
         data = _read_bytes(cached)
         stale = data is not None and integrity is not None and integrity_of(data) != integrity
@@ -250,7 +268,8 @@ class Fetcher:
             return _mapped_project(mapped, project, ref, what, self.notify)
         if server is None:
             raise _error(
-                f"{what}: cannot tell which GitLab server hosts it (no `origin` remote)",
+                f"{what}: cannot tell which GitLab server hosts it "
+                f"({_origin_finding(self.settings.origin_url)})",
                 "set `server:` (and `git_urls:`) in .localci/includes.yml, or map the project "
                 "with --include-map",
             )
@@ -655,6 +674,18 @@ def _origin_url(project_dir: Path) -> str | None:
     proc = _git(["config", "--get", "remote.origin.url"], project_dir)
     url = proc.stdout.decode("utf-8", "replace").strip()
     return url if proc.returncode == 0 and url else None
+
+
+def _origin_finding(origin: str | None) -> str:
+    """What `origin` is, when it names no server, and what would."""
+    expected = "expected a URL like https://HOST/GROUP/PROJECT.git or git@HOST:GROUP/PROJECT.git"
+    if origin is None:
+        return f"there is no `origin` remote; {expected}"
+    if origin.startswith("file:") or ("://" not in origin and _SCP.match(origin) is None):
+        return f"`origin` is {origin!r}, a local path that names no server; {expected}"
+    return (
+        f"`origin` is {_masked(origin)!r}, a URL form localci cannot read a host from; {expected}"
+    )
 
 
 def _url_host(url: str) -> str | None:

@@ -219,6 +219,27 @@ def key_origins(ctx: IncludeContext, merged: LocDict) -> dict[str, tuple[Locatio
     return out
 
 
+def collapse_repeats(problems: Sequence[Problem]) -> list[Problem]:
+    """One problem per finding: the same message in one file (say, nine includes of one
+    unreachable project) is reported at its first line, naming the other lines."""
+    first: dict[tuple[object, ...], int] = {}
+    others: dict[int, list[int]] = {}
+    out: list[Problem] = []
+    for problem in problems:
+        loc = problem.location
+        key = (loc.file if loc else None, problem.message, problem.job, problem.path, problem.hint)
+        if key in first and loc is not None:
+            others.setdefault(first[key], []).append(loc.line)
+            continue
+        first.setdefault(key, len(out))
+        out.append(problem)
+    for index, lines in others.items():
+        unique = [str(line) for line in dict.fromkeys(lines)]
+        suffix = f" (also at line{'s' if len(unique) > 1 else ''} {', '.join(unique)})"
+        out[index] = dataclasses.replace(out[index], message=out[index].message + suffix)
+    return out
+
+
 def integrity_of(data: bytes) -> str:
     """The `integrity:` value GitLab expects for `data`: sha256-<base64 of the digest>."""
     import base64
