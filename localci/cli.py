@@ -219,7 +219,8 @@ def lint(opts: Options, /, strict: bool, **kwargs: Any) -> None:
     from localci.config.schema import schema_warnings
 
     pipeline = load(opts.directory, opts.file, ContextOptions(**_include_options(kwargs))).pipeline
-    findings = [*pipeline.warnings, *schema_warnings(opts.directory, pipeline.files)]
+    schema = schema_warnings(opts.directory, pipeline.files, pipeline.interpolated)
+    findings = [*pipeline.warnings, *schema]
     for finding in findings:
         _echo_err(f"warning: {finding}")
     if strict and findings:

@@ -66,8 +66,7 @@ def test_list_json_shape(tmp_path: Path) -> None:
     jobs = {j["name"]: j for j in json.loads(result.stdout)}
     assert set(jobs) == {"build", "test: [3.10]", "test: [3.11]", "deploy"}
     assert jobs["deploy"]["when"] == "never"
-    assert jobs["test: [3.10]"]["needs"] == [{"job": "build", "artifacts": True,
-                                              "optional": False}]
+    assert jobs["test: [3.10]"]["needs"] == [{"job": "build", "artifacts": True, "optional": False}]
     assert "needs" not in jobs["build"]
     assert jobs["build"]["allow_failure"] is False and jobs["build"]["description"] == ""
 
@@ -107,3 +106,42 @@ def test_run_outside_git_explains_what_to_do(tmp_path: Path) -> None:
     assert result.exit_code == 3
     assert "git init" in result.stderr and "Traceback" not in result.output
     assert run_cli(tmp_path, "list", "--json").exit_code == 0
+
+
+def test_lint_schema_checks_files_after_input_interpolation(tmp_path: Path) -> None:
+    # Issue 14 item 8: GitLab validates after interpolating `$[[ inputs.x ]]`; so does the
+    # schema check, for the root file and for included files with the inputs given to them.
+    text = """
+spec:
+  inputs:
+    retries: {type: number, default: 2}
+    manual: {type: boolean, default: false}
+---
+include:
+  - local: tpl.yml
+    inputs: {when_to: manual}
+job:
+  script: [echo]
+  retry: $[[ inputs.retries ]]
+  allow_failure: $[[ inputs.manual ]]
+"""
+    tpl = """
+spec:
+  inputs:
+    when_to: {default: bogus}
+---
+from-template:
+  script: [echo]
+  when: $[[ inputs.when_to ]]
+"""
+    root = make_repo(tmp_path / "p", {".gitlab-ci.yml": text, "tpl.yml": tpl})
+    result = run_cli(root, "lint", "--strict")
+    assert result.exit_code == 0, result.output
+    assert "schema" not in result.stderr
+    bad = text.replace("default: 2}", "default: 2}\n    pattern: {default: abc}")
+    bad += "  coverage: $[[ inputs.pattern ]]\n"
+    (root / ".gitlab-ci.yml").write_text(bad, encoding="utf-8")
+    result = run_cli(root, "lint")
+    assert result.exit_code == 0, result.output
+    assert "warning: .gitlab-ci.yml:15: job.coverage: 'abc' does not match" in result.stderr
+    assert result.stderr.count("GitLab CI schema") == 1

@@ -90,4 +90,4 @@ def _load(
     if ctx.problems:
         raise ConfigError(collapse_repeats(ctx.problems))
     pipeline = build_pipeline(merged, tuple(ctx.files), ctx.warnings)
-    return replace(pipeline, origins=key_origins(ctx, merged))
+    return replace(pipeline, origins=key_origins(ctx, merged), interpolated=ctx.interpolated)

@@ -157,7 +157,8 @@ class IncludeContext:
 
     `external` is None when nothing outside the repository may be read (then every
     remote/template/project/component include is an error). `included_at` records, for each
-    loaded file, where the include that first brought it in was written (for origins).
+    loaded file, where the include that first brought it in was written (for origins);
+    `interpolated` the content of each file with `spec:inputs` once its inputs are in.
     """
 
     source: FileSource
@@ -168,6 +169,7 @@ class IncludeContext:
     warnings: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     included_at: dict[str, Location] = field(default_factory=dict)
+    interpolated: dict[str, Any] = field(default_factory=dict)
     count: int = 0
 
 
@@ -317,6 +319,7 @@ def _apply_header(
         content = _interpolate_component(content, unit.component, fields, unit.name, ctx.problems)
     if specs is not None:
         content = interpolate(content, inputs, unit.name, ctx.problems)
+        ctx.interpolated.setdefault(unit.name, content)
     return content
 
 

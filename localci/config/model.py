@@ -217,6 +217,8 @@ class Pipeline:
     view (top-level keywords plus one key per visible job), for `localci config`.
     `origins` maps each top-level key to where it was last defined, followed by the
     `include:` entries that led to that file (innermost first), for `localci config --origins`.
+    `interpolated` holds, per file with `spec:inputs`, its content after interpolation: what
+    GitLab validates, and so what the schema check reads.
     """
 
     stages: tuple[str, ...]
@@ -227,6 +229,7 @@ class Pipeline:
     merged: Mapping[str, Any]
     warnings: tuple[str, ...] = ()
     origins: Mapping[str, tuple[Location, ...]] = field(default_factory=dict)
+    interpolated: Mapping[str, Any] = field(default_factory=dict)
 
     def job(self, name: str) -> Job | None:
         return next((j for j in self.jobs if j.name == name), None)

@@ -7,7 +7,7 @@ GitLab's backend accepts some things its editor schema flags; those are warnings
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -29,23 +29,34 @@ def _validator() -> Any:
     return cls(schema)
 
 
-def schema_warnings(project_dir: Path, files: Iterable[str]) -> list[str]:
-    """Schema findings for each file of the configuration, located by file and line."""
+def schema_warnings(
+    project_dir: Path, files: Iterable[str], interpolated: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Schema findings for each file of the configuration, located by file and line.
+
+    A file with `spec:inputs` is checked as `interpolated` holds it (its inputs filled in), as
+    GitLab validates only after interpolation: `retry: $[[ inputs.n ]]` is a number by then.
+    """
     try:
         validator = _validator()
     except (ImportError, OSError, ValueError) as exc:
         return [f"GitLab's CI schema is unavailable ({exc}); schema checks skipped"]
     out: list[str] = []
     for name in dict.fromkeys(files):
-        path = project_dir / name
-        try:
-            docs, _ = load_documents(path.read_text(encoding="utf-8"), name)
-        except (OSError, ConfigError, UnicodeDecodeError):
-            continue
-        if not docs or not isinstance(docs[-1], LocDict):
-            continue
-        out.extend(_file_findings(validator, name, docs[-1]))
+        doc = (interpolated or {}).get(name)
+        if doc is None:
+            doc = _file_content(project_dir / name, name)
+        if isinstance(doc, LocDict):
+            out.extend(_file_findings(validator, name, doc))
     return out
+
+
+def _file_content(path: Path, name: str) -> Any:
+    try:
+        docs, _ = load_documents(path.read_text(encoding="utf-8"), name)
+    except (OSError, ConfigError, UnicodeDecodeError):
+        return None
+    return docs[-1] if docs else None
 
 
 def _file_findings(validator: Any, name: str, doc: LocDict) -> list[str]:
