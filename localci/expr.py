@@ -1,6 +1,6 @@
 """The `rules:if` expression language exactly as GitLab parses and evaluates it (lexer,
 shunting-yard parser, Ruby value semantics, `explain` traces) and GitLab's `/regex/flags` literals
-(RE2, parsed by localci/re2.py) as Python `re` patterns or linear-time matchers."""
+(compiled and run by RE2 itself: localci/regex.py)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,16 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 from localci.errors import ConfigError
-
-if TYPE_CHECKING:
-    from localci import re2
+from localci.regex import Regex, RegexSyntaxError, compile_regex
 
 __all__ = [
     "Expression",
     "ExpressionError",
-    "compile_regex_matcher",
     "compile_ruby_regex",
     "parse_expression",
     "parse_regex_literal",
-    "parse_regex_matcher",
 ]
 
 
@@ -46,7 +41,7 @@ class _Regex:
 
     body: str
     flags: str
-    matcher: re2.LinearMatcher = field(compare=False)
+    matcher: Regex = field(compare=False)
 
     def __str__(self) -> str:
         return f"/{self.body}/{self.flags}"
@@ -110,49 +105,19 @@ def _show(value: object) -> str:
     return _to_s(value)
 
 
-# ---- regexes (RE2 syntax: localci/re2.py) ------------------------------------------------------
+# ---- regexes (RE2 itself: localci/regex.py) ---------------------------------------------------
 
 
-@lru_cache(maxsize=2048)
-def _translate(pattern: str, flags: str) -> re.Pattern[str] | tuple[str, int]:
-    from localci import re2  # imported on first use: most pipelines have no regex
-
+def compile_ruby_regex(pattern: str, flags: str = "") -> Regex:
+    """The body and flags of a GitLab `/pattern/flags` literal (RE2 syntax, flags from `i`, `m`,
+    `s`, `U` with RE2's meaning) compiled by RE2: linear time, safe on attacker-controlled text."""
     try:
-        python = re2.to_python(re2.parse(pattern, flags))
-    except re2.Re2SyntaxError as exc:
-        return exc.message, exc.offset
-    try:
-        return re.compile(python)
-    except (re.error, RecursionError, OverflowError) as exc:
-        return f"localci cannot translate this regex to Python ({exc})", 0
-
-
-def compile_ruby_regex(pattern: str, flags: str = "") -> re.Pattern[str]:
-    """Compile the body and flags of a GitLab `/pattern/flags` literal (RE2 syntax, flags from
-    `i`, `m`, `s`, `U` with RE2's meaning) into an equivalent Python pattern; use `.search()`.
-    Python backtracks: for untrusted text use `compile_regex_matcher`."""
-    literal = f"/{pattern}/{flags}"
-    bad_flags = sorted(set(flags) - set("imsU"))
-    if bad_flags:
-        raise ExpressionError(f"unknown regex flag(s) {''.join(bad_flags)!r}", literal)
-    result = _translate(pattern, flags)
-    if isinstance(result, tuple):
-        message, offset = result
-        raise ExpressionError(f"invalid regular expression: {message}", literal, offset + 1)
-    return result
-
-
-def compile_regex_matcher(pattern: str, flags: str = "") -> re2.LinearMatcher:
-    """The same regex as `compile_ruby_regex` (same errors) as a linear-time matcher, as RE2
-    runs it: `.search(text) -> bool`, safe on attacker-controlled text."""
-    from localci import re2
-
-    compile_ruby_regex(pattern, flags)
-    try:
-        return re2.compile_matcher(pattern, flags)
-    except re2.Re2SyntaxError as exc:
+        return compile_regex(pattern, flags)
+    except RegexSyntaxError as exc:
         literal = f"/{pattern}/{flags}"
-        message = f"invalid regular expression: {exc.message}"
+        message = exc.message if exc.message.startswith("unknown regex flag") else (
+            f"invalid regular expression: {exc.message}"
+        )
         raise ExpressionError(message, literal, exc.offset + 1) from None
 
 
@@ -165,18 +130,12 @@ def _regex_parts(text: str) -> tuple[str, str] | None:
     return None if match is None else (match[1], match[2])
 
 
-def parse_regex_literal(text: str) -> re.Pattern[str] | None:
-    """`"/^release-.*$/i"` -> compiled pattern (use `.search()`, GitLab matches unanchored);
-    None when `text` is not a `/.../flags` literal; ExpressionError when the regex is invalid."""
+@lru_cache(maxsize=256)
+def parse_regex_literal(text: str) -> Regex | None:
+    """`"/^release-.*$/i"` -> compiled regex (`.search(text) -> bool`, unanchored as GitLab
+    matches); None when `text` is not a `/.../flags` literal; ExpressionError when invalid."""
     parts = _regex_parts(text)
     return None if parts is None else compile_ruby_regex(*parts)
-
-
-@lru_cache(maxsize=256)
-def parse_regex_matcher(text: str) -> re2.LinearMatcher | None:
-    """`parse_regex_literal` as a linear-time matcher: `.search(ref) -> bool`."""
-    parts = _regex_parts(text)
-    return None if parts is None else compile_regex_matcher(*parts)
 
 
 def _regex_value(text: str) -> _Regex | None:
@@ -190,7 +149,7 @@ def _uncached_regex_value(text: str) -> _Regex | None:
     if parts is None:
         return None
     try:
-        return _Regex(parts[0], parts[1], compile_regex_matcher(*parts))
+        return _Regex(parts[0], parts[1], compile_ruby_regex(*parts))
     except ExpressionError:
         return None
 
@@ -343,7 +302,7 @@ def _regex_token(token: _Token, text: str) -> _Regex:
     if parts is None:
         raise ExpressionError(f"invalid regular expression {token.text}", text, token.start)
     try:
-        return _Regex(parts[0], parts[1], compile_regex_matcher(*parts))
+        return _Regex(parts[0], parts[1], compile_ruby_regex(*parts))
     except ExpressionError as exc:
         raise ExpressionError(f"{exc.message} in {token.text}", text, token.start) from None
 

@@ -284,7 +284,6 @@ SYNTAX_ERRORS = [
     "$A =~ /[z-a]/",
     "$A =~ /[[:foo:]]/",
     "$A =~ /(?x)ab/",
-    "$A =~ /(?P<n>a)(?P<n>b)/",
     "$A =~ /ab\\/",
     " && ".join(["$A"] * 51),
 ]
@@ -451,7 +450,8 @@ def test_explain_agrees_with_evaluate() -> None:
         ("}{a", "", "}{a", "}{a"),
         ("(?i)[a-c]+", "", "xABCx", "ABC"),
         ("(?i)[^a]", "", "A", None),
-        ("\\pL", "", "", "error"),
+        ("\\pL+", "", "1\u00e9a2", "\u00e9a"),  # RE2 has Unicode classes
+        ("a\\1", "", "", "error"),
     ],
 )
 def test_regex_translation(body: str, flags: str, text: str, expected: str | None) -> None:
@@ -459,8 +459,8 @@ def test_regex_translation(body: str, flags: str, text: str, expected: str | Non
         with pytest.raises(ExpressionError):
             compile_ruby_regex(body, flags)
         return
-    match = compile_ruby_regex(body, flags).search(text)
-    assert (match[0] if match else None) == expected
+    match = next(compile_ruby_regex(body, flags).finditer(text), None)
+    assert (match.text if match else None) == expected
 
 
 def test_compile_is_cached_and_rejects_unknown_flags() -> None:
@@ -484,7 +484,7 @@ def test_compile_is_cached_and_rejects_unknown_flags() -> None:
 def test_parse_regex_literal(text: str, subject: str, expected: bool) -> None:
     pattern = parse_regex_literal(text)
     assert pattern is not None
-    assert (pattern.search(subject) is not None) is expected
+    assert pattern.search(subject) is expected
 
 
 @pytest.mark.parametrize("text", ["main", "/abc", "abc/", "/abc/x", "", "release/*"])
@@ -493,7 +493,7 @@ def test_parse_regex_literal_none(text: str) -> None:
 
 
 def test_parse_regex_literal_invalid() -> None:
-    with pytest.raises(ExpressionError, match="missing closing"):
+    with pytest.raises(ExpressionError, match="missing \\)"):
         parse_regex_literal("/(ab/")
 
 

@@ -116,12 +116,12 @@ def check_value(spec: InputSpec, value: Any) -> str | None:
         return f"{value!r} is not one of the options {list(spec.options)}"
     if spec.regex and isinstance(value, str):
         # GitLab matches with RE2 (UntrustedRegexp): linear time whatever the value.
-        from localci.expr import ExpressionError, compile_regex_matcher
+        from localci.regex import RegexSyntaxError, compile_regex
 
         try:
-            if not compile_regex_matcher(spec.regex).search(value):
+            if not compile_regex(spec.regex).search(value):
                 return f"{value!r} does not match the regex /{spec.regex}/"
-        except ExpressionError as exc:
+        except RegexSyntaxError as exc:
             return f"the input's regex /{spec.regex}/ is invalid: {exc.message}"
     return None
 

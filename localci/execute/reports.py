@@ -11,6 +11,7 @@ from pathlib import Path
 
 from localci.execute.results import TestSummary
 from localci.expr import compile_ruby_regex
+from localci.regex import Regex
 
 #: JUnit files above this size are not parsed (GitLab also caps test reports).
 MAX_JUNIT_BYTES = 30 * 1024 * 1024
@@ -139,13 +140,13 @@ def _add(a: TestSummary, b: TestSummary) -> TestSummary:
     )
 
 
-def coverage_regex(literal: str) -> re.Pattern[str]:
+def coverage_regex(literal: str) -> Regex:
     """The `coverage` keyword's pattern: `/.../` with the slashes removed (RE2 syntax)."""
     body = literal[1:-1] if len(literal) >= 2 and literal[0] == literal[-1] == "/" else literal
     return compile_ruby_regex(body)
 
 
-def extract_coverage(regex: re.Pattern[str], log: str) -> float | None:
+def extract_coverage(regex: Regex, log: str) -> float | None:
     """GitLab's rule: scan lines from the last one up; in the first line with matches take the
     last match (its last capture group when the regex has groups) and the first number in it;
     a line whose match holds no number is passed over."""
@@ -154,7 +155,7 @@ def extract_coverage(regex: re.Pattern[str], log: str) -> float | None:
         if not matches:
             continue
         last = matches[-1]
-        text = last.groups()[-1] if regex.groups else last.group(0)
+        text = last.groups[-1] if last.groups else last.text
         number = _NUMBER.search(text or "")
         if number:
             return float(number.group(0))

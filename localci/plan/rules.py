@@ -20,7 +20,7 @@ from localci.config.model import (
     Workflow,
 )
 from localci.errors import ConfigError, GitError, Problem
-from localci.expr import ExpressionError, parse_expression, parse_regex_matcher
+from localci.expr import ExpressionError, parse_expression, parse_regex_literal
 from localci.globs import fnmatch_ruby
 from localci.plan import context as context_module
 from localci.plan.context import PipelineContext
@@ -404,7 +404,7 @@ def ref_matches(entry: str, ctx: PipelineContext) -> bool:
         return True
     if pattern.startswith("/"):
         try:
-            regex = parse_regex_matcher(pattern)
+            regex = parse_regex_literal(pattern)
         except ExpressionError:
             regex = None  # an invalid regex can only equal the ref literally
         if regex is not None:
