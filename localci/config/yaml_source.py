@@ -121,6 +121,40 @@ class _Loader(_Base):  # type: ignore[valid-type,misc]
         _check_node_graph(self, node)
         return super().construct_document(node)
 
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        """PyYAML's, with an explicit tag that does not fit its node (`!!int soon`,
+        `!!map x`, `--- !!map` over a list) refused as invalid YAML at the node."""
+        _check_tag_kind(self, node)
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+            raise ConfigError(_mistagged(self, node)) from None
+
+
+_NODE_KIND_OF_TAG: dict[str, type[Node]] = {
+    "tag:yaml.org,2002:map": MappingNode,
+    "tag:yaml.org,2002:seq": SequenceNode,
+}
+
+
+def _check_tag_kind(loader: _Loader, node: Node) -> None:
+    wanted = _NODE_KIND_OF_TAG.get(node.tag)
+    if wanted is not None and not isinstance(node, wanted):
+        raise ConfigError(_mistagged(loader, node))
+
+
+def _mistagged(loader: _Loader, node: Node) -> Problem:
+    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+    if isinstance(node, ScalarNode):
+        what = f"{node.value!r}"
+    else:
+        what = "a mapping" if isinstance(node, MappingNode) else "a list"
+    return Problem(
+        f"invalid YAML: {what} cannot be read as {tag}",
+        loader._loc(node),
+        hint=f"remove the {tag} tag or give a value of that type",
+    )
+
 
 _RESOLVED: dict[str, str] = {}  # plain scalar -> tag
 _STR = "tag:yaml.org,2002:str"

@@ -21,6 +21,7 @@ from localci.errors import LocalCIError
 from localci.events import Event, JobOutput, JobStarted, Notice
 from localci.execute import script as scripts
 from localci.execute.durations import parse_duration
+from localci.execute.git_isolation import job_inherited_env
 from localci.execute.process import ProcessOutcome, kill_session, run_bash
 from localci.execute.results import JobResult, Status
 from localci.execute.store import Store
@@ -291,7 +292,7 @@ class JobRunner:
         expanded = expand_gitlab(layers)
         file_dir = ws.builds_dir / "tmp"
         file_dir.mkdir(parents=True, exist_ok=True)
-        return {**base, **runner_environment(expanded, file_dir)}
+        return {**job_inherited_env(base, ws.builds_dir), **runner_environment(expanded, file_dir)}
 
     def _after_script(
         self,
