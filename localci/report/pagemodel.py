@@ -239,7 +239,11 @@ def _log(path: Path | None, before_script: int) -> RenderedLog | None:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
-    return render_log(text.splitlines(), before_script=before_script)
+    # Only \n ends a line: a \r is a redraw within one (progress bars), not a new line.
+    lines = text.split("\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    return render_log(lines, before_script=before_script)
 
 
 def _href(path: Path, page_dir: Path) -> str:
