@@ -470,6 +470,30 @@ def logs(opts: Options, /, job: str | None, pipeline_id: int | None) -> None:
 
 
 @cli.command()
+@click.option("--pipeline", "pipeline_id", type=int, help="Pipeline number (default: latest).")
+@click.option("--history", is_flag=True, help="The recent pipelines with charts, not one run.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the page here instead of into the run's records.")
+@click.option("--open", "open_page", is_flag=True, help="Open the page in the web browser.")
+@click.pass_obj
+def report(opts: Options, /, pipeline_id: int | None, history: bool, output: Path | None,
+           open_page: bool) -> None:
+    """Write a run's self-contained HTML page (graph, logs, tests, timeline, artifacts)."""
+    from localci.report.html import history_page, pipeline_page
+
+    if history and pipeline_id is not None:
+        raise UsageError("--history shows every recent pipeline; leave out --pipeline")
+    page = (history_page(opts.directory, output) if history
+            else pipeline_page(opts.directory, pipeline_id, output))
+    click.echo(str(page))
+    if open_page:
+        import webbrowser
+
+        if not webbrowser.open(page.as_uri()):
+            _echo_err("localci: no web browser found; open the file above yourself")
+
+
+@cli.command()
 @click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text",
               show_default=True)
 @click.option("--stage-edges", is_flag=True,

@@ -595,6 +595,7 @@ def artifacts(reader: Reader, key: str, value: Any) -> Artifacts | None:
         name=sub.string("name"),
         expire_in=sub.string("expire_in"),
         reports=reports,
+        expose_as=sub.string("expose_as"),
     )
 
 

@@ -108,6 +108,7 @@ class Artifacts:
     name: str | None = None
     expire_in: str | None = None
     reports: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    expose_as: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

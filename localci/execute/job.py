@@ -135,7 +135,7 @@ class JobRunner:
                 job.allow_failure.allowed,
                 reason="trigger job: downstream pipelines are not run locally",
             )
-        started = time.monotonic()
+        started, started_at = time.monotonic(), time.time()
         log_path = self.ctx.record_dir / "jobs" / f"{_file_name(job.name)}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         retry = job.job.retry
@@ -169,6 +169,8 @@ class JobRunner:
             tests=attempt.extra.get("tests"),  # type: ignore[arg-type]
             coverage=attempt.extra.get("coverage"),  # type: ignore[arg-type]
             notes=tuple(notes),
+            started_at=started_at,
+            finished_at=time.time(),
         )
 
     def _attempt(

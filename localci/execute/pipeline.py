@@ -233,6 +233,7 @@ def _write_record(
     duration: float,
 ) -> None:
     ctx = plan.context
+    order = {job.name: index for index, job in enumerate(plan.jobs)}
     atomic_write_json(
         record / "pipeline.json",
         {
@@ -244,9 +245,29 @@ def _write_record(
             "source": ctx.source,
             "duration_s": round(duration, 3),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "jobs": [job_json(r) for r in results.values()],
+            "stages": list(plan.stages),
+            "jobs": [  # in the order they finished; `order` is the definition order
+                {**job_json(r), **_planned_json(plan.job(r.name), order)} for r in results.values()
+            ],
         },
     )
+
+
+def _planned_json(job: PlannedJob | None, order: Mapping[str, int]) -> dict[str, object]:
+    """What the pipeline page draws besides the result: needs lines, `when`, script phases."""
+    if job is None:
+        return {}
+    artifacts = job.job.artifacts
+    out: dict[str, object] = {
+        "order": order.get(job.name, len(order)),
+        "needs": None if job.needs is None else [need.job for need in job.needs],
+        "when": job.when,
+        "before_script": len(job.job.before_script),
+        "trigger": job.job.trigger is not None,
+    }
+    if artifacts is not None and artifacts.expose_as:
+        out["expose_as"] = {"name": artifacts.expose_as, "paths": list(artifacts.paths)}
+    return out
 
 
 def job_json(result: JobResult) -> dict[str, object]:
@@ -273,6 +294,9 @@ def job_json(result: JobResult) -> dict[str, object]:
         }
     if result.coverage is not None:
         out["coverage"] = result.coverage
+    if result.started_at is not None and result.finished_at is not None:
+        out["started_at"] = round(result.started_at, 3)
+        out["finished_at"] = round(result.finished_at, 3)
     return out
 
 

@@ -57,6 +57,9 @@ class JobResult:
     tests: TestSummary | None = None
     coverage: float | None = None
     notes: tuple[str, ...] = ()
+    # Wall-clock (epoch seconds) bounds of the job's attempts, for the pipeline page's timeline.
+    started_at: float | None = None
+    finished_at: float | None = None
 
     @property
     def failed_allowed(self) -> bool:

@@ -177,3 +177,19 @@ def print_summary(console: Console, result: RunResult) -> None:
     )
     if any(j.status is Status.FAILED for j in result.jobs):
         console.print(Text("see a job's log: localci logs JOB", style="dim"))
+    print_page_line(console, result)
+
+
+def print_page_line(console: Console, result: RunResult) -> None:
+    """Write the run's pipeline page into its records and end the summary with its path."""
+    if not result.record_dir or not (Path(result.record_dir) / "pipeline.json").is_file():
+        return
+    from localci.errors import LocalCIError
+    from localci.report.html import write_pipeline_page
+
+    try:
+        page = write_pipeline_page(Path(result.record_dir))
+    except (OSError, LocalCIError) as exc:  # the run's outcome stands without its page
+        console.print(Text(f"the pipeline page could not be written: {exc}", style="yellow"))
+        return
+    console.print(Text.assemble("pipeline page: ", (str(page), "bold")), soft_wrap=True)
