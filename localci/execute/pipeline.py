@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localci.events import Event, JobFinished, Notice, PipelineFinished, PipelineStarted
-from localci.execute.job import JobHooks, JobRunner, RunContext, current_environment
+from localci.execute.environment import host_base
+from localci.execute.job import JobHooks, JobRunner, RunContext
 from localci.execute.results import JobResult, RunResult, Status, pipeline_status
 from localci.execute.scheduler import Scheduler
 from localci.execute.store import LockBusy, Store, atomic_write_json, user_cache_dir
@@ -103,7 +104,7 @@ def _run_jobs(
         user_git_dir=_git_dir(ctx.project_dir),
         emit=emit,
         user_variables=plan.user_variables,
-        base_env=current_environment(),
+        base_env=host_base(),
         python=options.python,
         default_timeout_s=options.timeout_s or 3600.0,
         color=options.color,
