@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from localci.app import ContextOptions, Loaded
     from localci.config.model import Pipeline
     from localci.execute.pipeline import RunOptions
+    from localci.execute.placement import Placement
     from localci.execute.results import RunResult
     from localci.plan.model import Plan, PlannedJob
 
@@ -324,6 +325,14 @@ def explain(opts: Options, /, job: str, **kwargs: Any) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Show what would run; run nothing.")
 @click.option(
+    "--executor",
+    type=click.Choice(["auto", "container", "venv", "host"]),
+    help="Where jobs with an image run (default: .localci/config.yml, else auto).",
+)
+@click.option(
+    "--allow-host", is_flag=True, default=None, help="As root, run non-emulated images here."
+)
+@click.option(
     "--json-report",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write a JSON report of the run to this file.",
@@ -345,6 +354,8 @@ def run_command(
     python: str | None,
     timeout: str | None,
     dry_run: bool,
+    executor: str | None,
+    allow_host: bool | None,
     json_report: Path | None,
     verbose: bool,
     quiet: bool,
@@ -372,6 +383,7 @@ def run_command(
         raise GitError(f"`localci run` needs a git repository: jobs run in a snapshot of its "
                        f"working tree, and {plan.context.project_dir} is not one; run "
                        "`git init` there (nothing needs to be committed) and try again")
+    placement = _placement(plan, jobs, executor, allow_host, console, refuse=not dry_run)
     if dry_run:
         from localci.report.listing import print_list
 
@@ -388,6 +400,8 @@ def run_command(
         color=console.is_terminal,
         offline=offline,
         cancel_on_failure=loaded.pipeline.workflow.on_job_failure == "all",
+        executor=placement.mode,
+        engine=placement.engine,
     )
     result = _execute(
         selection,
@@ -401,6 +415,63 @@ def run_command(
         _write_report(json_report, result)
     if not result.passed:
         raise SystemExit(1)
+
+
+def _placement(
+    plan: Plan,
+    jobs: list[PlannedJob],
+    executor: str | None,
+    allow_host: bool | None,
+    console: Console,
+    *,
+    refuse: bool,
+) -> Placement:
+    """Where each job runs, printed as the run header; a root user is refused (exit 2) jobs
+    whose image would run on this machine, unless they allow it."""
+    from localci.execute.placement import place_jobs
+    from localci.settings import load_settings
+
+    settings = load_settings(plan.context.project_dir)
+    placement = place_jobs(jobs, executor or settings.executor, settings.engine)
+    for line in placement.header():
+        console.print(line, markup=False, highlight=False)
+    refusal = placement.refusal()
+    allowed = settings.allow_host if allow_host is None else allow_host
+    if refuse and refusal and not allowed:
+        raise UsageError(refusal)
+    return placement
+
+
+@cli.command()
+@click.option(
+    "--executor",
+    type=click.Choice(["auto", "container"]),
+    help="`container` also pulls the Python images `auto` runs in venvs.",
+)
+@context_options
+@click.pass_obj
+def pull(opts: Options, /, executor: str | None, **kwargs: Any) -> None:
+    """Pull every image and service image the pipeline's container jobs use (for offline)."""
+    from localci.execute.container.images import pull as pull_image
+    from localci.execute.placement import images_to_pull, place_jobs
+    from localci.settings import load_settings
+
+    plan = _plan(_load(opts, kwargs))
+    settings = load_settings(plan.context.project_dir)
+    jobs = list(plan.ordered())
+    mode = executor or ("container" if settings.executor == "container" else "auto")
+    placement = place_jobs(jobs, mode, settings.engine)
+    if placement.engine is None:
+        if placement.probed:
+            raise UsageError("no container engine answers: install Docker or Podman (see README)")
+        click.echo("No job of this pipeline runs in a container; nothing to pull.")
+        return
+    engine = placement.engine
+    for image, platform in images_to_pull(jobs, placement):
+        from localci.execute.container.executor import qualified_image
+
+        pull_image(engine, qualified_image(engine, image), platform=platform, log=click.echo)
+    click.echo(f"Pulled with {engine.describe()}.")
 
 
 def _console(color: bool | None) -> Console:

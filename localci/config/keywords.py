@@ -23,6 +23,7 @@ from localci.config.model import (
     RefPolicy,
     Retry,
     Rule,
+    Service,
     Variable,
 )
 from localci.config.yaml_source import LocDict, LocList, location_of
@@ -647,24 +648,56 @@ def image(reader: Reader, key: str, value: Any) -> Image | None:
     if isinstance(value, str):
         return Image(value)
     if isinstance(value, dict) and isinstance(value.get("name"), str):
-        entry = value.get("entrypoint")
-        entrypoint = tuple(map(str, entry)) if isinstance(entry, list) else None
-        return Image(value["name"], entrypoint)
+        return _image_mapping(value)
     reader.fail(key, "should be an image name or a mapping with `name:`")
     return None
 
 
-def services(reader: Reader, key: str, value: Any) -> tuple[str, ...] | None:
+def _image_mapping(value: dict[str, Any]) -> Image:
+    entry = value.get("entrypoint")
+    policy = value.get("pull_policy")
+    policies = policy if isinstance(policy, list) else ([] if policy is None else [policy])
+    docker: dict[str, Any] = value["docker"] if isinstance(value.get("docker"), dict) else {}
+    user, platform = docker.get("user"), docker.get("platform")
+    return Image(
+        name=value["name"],
+        entrypoint=tuple(map(str, entry)) if isinstance(entry, list) else None,
+        pull_policy=tuple(map(scalar_text, policies)),
+        user=None if user is None else scalar_text(user),
+        platform=None if platform is None else scalar_text(platform),
+    )
+
+
+def services(reader: Reader, key: str, value: Any) -> tuple[Service, ...] | None:
     if not isinstance(value, list):
         reader.fail(key, "should be a list of images")
         return None
     out = []
     for item in value:
-        if isinstance(item, dict):
-            out.append(scalar_text(item.get("name")))
-        else:
-            out.append(scalar_text(item))
+        if not isinstance(item, dict):
+            out.append(Service(Image(scalar_text(item))))
+            continue
+        command = item.get("command")
+        variables: dict[str, Any] = (
+            item["variables"] if isinstance(item.get("variables"), dict) else {}
+        )
+        out.append(
+            Service(
+                image=_image_mapping({**item, "name": scalar_text(item.get("name"))}),
+                alias=None if item.get("alias") is None else scalar_text(item.get("alias")),
+                command=tuple(map(str, command)) if isinstance(command, list) else None,
+                variables=tuple(
+                    (str(name), _variable_text(val)) for name, val in variables.items()
+                ),
+            )
+        )
     return tuple(out)
+
+
+def _variable_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return scalar_text(value.get("value"))
+    return scalar_text(value)
 
 
 def environment(reader: Reader, key: str, value: Any) -> Environment | None:

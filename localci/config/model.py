@@ -135,10 +135,30 @@ class AllowFailure:
 
 @dataclass(frozen=True, slots=True)
 class Image:
-    """`image:`; only the name matters locally (a python:X.Y image picks an interpreter)."""
+    """`image:` (string or mapping form). A python:X.Y image picks a venv's interpreter; the
+    container executor uses the rest. `entrypoint` None keeps the image's own; `pull_policy`
+    is empty when not given (the engine's `always` default applies)."""
 
     name: str
     entrypoint: tuple[str, ...] | None = None
+    pull_policy: tuple[str, ...] = ()
+    user: str | None = None  # docker:user
+    platform: str | None = None  # docker:platform
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """One `services:` entry: its image plus `alias` (comma-separated aliases allowed),
+    `command`, and `variables` that apply to the service container only."""
+
+    image: Image
+    alias: str | None = None
+    command: tuple[str, ...] | None = None
+    variables: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.image.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +205,7 @@ class Job:
     cache: tuple[Cache, ...] = ()
     artifacts: Artifacts | None = None
     image: Image | None = None
-    services: tuple[str, ...] = ()
+    services: tuple[Service, ...] = ()
     timeout: str | None = None
     retry: Retry | None = None
     environment: Environment | None = None

@@ -6,13 +6,13 @@ after_script -> cache save -> artifacts upload. Retries and allow_failure are de
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
-import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +21,8 @@ from localci.errors import LocalCIError
 from localci.events import Event, JobOutput, JobStarted, Notice
 from localci.execute import script as scripts
 from localci.execute.durations import parse_duration
+from localci.execute.environment import JobPaths, RuntimeFacts, host_base, job_environment
+from localci.execute.executors import ContainerExecutor, ScriptSession
 from localci.execute.git_isolation import job_inherited_env
 from localci.execute.process import ProcessOutcome, kill_session, run_bash
 from localci.execute.results import JobResult, Status
@@ -28,27 +30,10 @@ from localci.execute.store import Store
 from localci.execute.venvs import PythonNotFound, VenvFactory, activated_env, python_for_image
 from localci.execute.workspace import Snapshot, Workspace, WorkspacePool, prepare_workspace
 from localci.plan.model import PlannedJob
-from localci.plan.variables import (
-    VarValue,
-    expand_gitlab,
-    mask_text,
-    runner_environment,
-    runtime_variables,
-)
+from localci.plan.variables import VarValue, mask_text
 
 DEFAULT_TIMEOUT_S = 3600.0
 AFTER_SCRIPT_TIMEOUT_S = 300.0
-# Variables of the user's shell that would break a job's isolation or localci's own control.
-DROPPED_ENV = (
-    "VIRTUAL_ENV",
-    "PYTHONHOME",
-    "PYTHONPATH",
-    "CONDA_PREFIX",
-    "PIP_USER",
-    "__PYVENV_LAUNCHER__",
-    "PYTHONSTARTUP",
-    "BASH_ENV",
-)
 
 
 @dataclass
@@ -73,6 +58,9 @@ class RunContext:
     pip_cache_dir: Path | None = None
     offline: bool = False
     hooks: JobHooks | None = None
+    executor: str = "auto"  # --executor: auto, container, venv or host
+    # Runs the jobs that go to a container (localci.execute.container); None: no engine.
+    containers: ContainerExecutor | None = None
     _job_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -210,31 +198,24 @@ class JobRunner:
         prepare_workspace(
             ws, ctx.snapshot, ref=ctx.ref, ref_is_tag=ctx.ref_is_tag, user_git_dir=ctx.user_git_dir
         )
-        venv_env = self._venv(job, ws, writer, notes)
         timeout_s = _timeout(job, ctx.default_timeout_s)
-        env = self._environment(job, ws, timeout_s, venv_env)
         hooks = ctx.hooks or JobHooks()
-        hooks.before(job, ws, env, notes, log=writer.line)
-        commands = (*job.job.before_script, *job.job.script)
-        trace = env.get("CI_DEBUG_TRACE") == "true"
-        outcome = run_bash(
-            scripts.main_script(commands, trace=trace, color=ctx.color),
-            cwd=ws.project_dir,
-            env=env,
-            on_output=writer.line,
-            timeout_s=timeout_s,
-            cancel=cancel,
-            on_start=lambda pid: _remember_session(ws, pid),
-        )
-        attempt = _judge(outcome, timeout_s)
-        if job.job.after_script and not outcome.timed_out:
-            self._after_script(job, ws, env, attempt, writer)
+        with self._session(job, ws, writer, notes, timeout_s, cancel) as session:
+            hooks.before(job, ws, session.host_env, notes, log=writer.line)
+            commands = (*job.job.before_script, *job.job.script)
+            trace = session.env.get("CI_DEBUG_TRACE") == "true"
+            outcome = session.run(
+                commands, after=False, trace=trace, timeout_s=timeout_s, cancel=cancel
+            )
+            attempt = _judge(outcome, timeout_s)
+            if job.job.after_script and not outcome.timed_out:
+                self._after_script(job, session, attempt, writer)
         (ws.state_dir / _SESSION_FILE).unlink(missing_ok=True)
         if attempt.status is not Status.CANCELED:  # a canceled job uploads nothing, as on GitLab
             attempt.extra = hooks.after(
                 job,
                 ws,
-                env,
+                session.host_env,
                 attempt.status is Status.SUCCESS,
                 writer.text,
                 notes,
@@ -242,9 +223,41 @@ class JobRunner:
             )
         return attempt
 
+    def _session(
+        self,
+        job: PlannedJob,
+        ws: Workspace,
+        writer: _LogWriter,
+        notes: list[str],
+        timeout_s: float,
+        cancel: threading.Event,
+    ) -> contextlib.AbstractContextManager[ScriptSession]:
+        ctx = self.ctx
+        facts = RuntimeFacts(
+            job_id=ctx.next_job_id(),
+            started_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            timeout_s=int(timeout_s),
+            paths=JobPaths(
+                ws.project_dir, ws.builds_dir, ws.builds_dir / "tmp", ws.builds_dir / "tmp"
+            ),
+            pip_cache_dir=ctx.pip_cache_dir,
+            offline=ctx.offline,
+        )
+        dotenv = (ctx.hooks or JobHooks()).dotenv(job)
+        if ctx.containers is not None and ctx.containers.wants(job):
+            return ctx.containers.session(job, ws, facts, dotenv, writer.line, notes, cancel)
+        base = self._venv(job, ws, writer, notes)
+        base = job_inherited_env(base, ws.builds_dir)
+        env = job_environment(job, facts, dotenv, ctx.user_variables, base)
+        return contextlib.nullcontext(_HostSession(ws, env, ctx.color, writer.line))
+
     def _venv(
         self, job: PlannedJob, ws: Workspace, writer: _LogWriter, notes: list[str]
     ) -> dict[str, str]:
+        base = host_base(self.ctx.base_env)
+        if self.ctx.executor == "host":
+            writer.line("Running on this machine's tools (--executor host: no virtualenv)")
+            return base
         image = job.job.image.name if job.job.image else None
         wanted = self.ctx.python or python_for_image(_expand_image(image, job))
         if image and not python_for_image(_expand_image(image, job)) and not self.ctx.python:
@@ -266,41 +279,12 @@ class JobRunner:
             venv, kept = self.ctx.venvs.fresh(dest, fallback, record)
         how = "untouched since its creation, kept" if kept else "created"
         writer.line(f"Using Python {venv.version} in a fresh virtualenv ({how})")
-        base = {k: v for k, v in self.ctx.base_env.items() if k not in DROPPED_ENV}
         return activated_env(base, venv)
-
-    def _environment(
-        self, job: PlannedJob, ws: Workspace, timeout_s: float, base: Mapping[str, str]
-    ) -> dict[str, str]:
-        ctx = self.ctx
-        runtime = runtime_variables(
-            project_dir=ws.project_dir,
-            builds_dir=ws.builds_dir,
-            job_id=ctx.next_job_id(),
-            started_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            timeout_s=int(timeout_s),
-            environment=_environment_tuple(job),
-        )
-        layers: dict[str, VarValue] = {}
-        for layer in ({**job.predefined, **runtime},):
-            layers.update({k: VarValue(v) for k, v in layer.items()})
-        layers.update(job.yaml_variables)
-        layers.update((ctx.hooks or JobHooks()).dotenv(job))
-        layers.update(ctx.user_variables)
-        if ctx.pip_cache_dir is not None and "PIP_CACHE_DIR" not in layers:
-            layers["PIP_CACHE_DIR"] = VarValue(str(ctx.pip_cache_dir))
-        if ctx.offline and "PIP_NO_INDEX" not in layers:
-            layers["PIP_NO_INDEX"] = VarValue("1")
-        expanded = expand_gitlab(layers)
-        file_dir = ws.builds_dir / "tmp"
-        file_dir.mkdir(parents=True, exist_ok=True)
-        return {**job_inherited_env(base, ws.builds_dir), **runner_environment(expanded, file_dir)}
 
     def _after_script(
         self,
         job: PlannedJob,
-        ws: Workspace,
-        env: Mapping[str, str],
+        session: ScriptSession,
         attempt: _Attempt,
         writer: _LogWriter,
     ) -> None:
@@ -308,15 +292,15 @@ class JobRunner:
         status = {Status.SUCCESS: "success", Status.CANCELED: "canceled"}.get(
             attempt.status, "failed"
         )
+        env = session.env
         timeout = parse_duration(env.get("RUNNER_AFTER_SCRIPT_TIMEOUT")) or AFTER_SCRIPT_TIMEOUT_S
-        outcome = run_bash(
-            scripts.after_script(job.job.after_script, color=self.ctx.color),
-            cwd=ws.project_dir,
-            env={**env, "CI_JOB_STATUS": status},
-            on_output=writer.line,
+        outcome = session.run(
+            job.job.after_script,
+            after=True,
+            trace=False,
             timeout_s=timeout,
             cancel=None,
-            on_start=lambda pid: _remember_session(ws, pid),
+            extra_env={"CI_JOB_STATUS": status},
         )
         if outcome.exit_code not in (0, None) or outcome.timed_out:
             writer.line(
@@ -329,6 +313,41 @@ class JobRunner:
             ):
                 attempt.status, attempt.reason = Status.FAILED, "after_script failed"
                 attempt.failure = "script_failure"
+
+
+class _HostSession:
+    """Runs a job's programs with bash on this machine, in the workspace (venv or host)."""
+
+    def __init__(
+        self, ws: Workspace, env: dict[str, str], color: bool, log: Callable[[str], None]
+    ) -> None:
+        self.ws = ws
+        self.env = env
+        self.host_env = env
+        self.color = color
+        self.log = log
+
+    def run(
+        self,
+        commands: Sequence[str],
+        *,
+        after: bool,
+        trace: bool,
+        timeout_s: float | None,
+        cancel: threading.Event | None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> ProcessOutcome:
+        make = scripts.after_script if after else scripts.main_script
+        ws = self.ws
+        return run_bash(
+            make(commands, trace=trace, color=self.color),
+            cwd=ws.project_dir,
+            env={**self.env, **(extra_env or {})},
+            on_output=self.log,
+            timeout_s=timeout_s,
+            cancel=cancel,
+            on_start=lambda pid: _remember_session(ws, pid),
+        )
 
 
 class _LogWriter:
@@ -409,13 +428,6 @@ def _secrets(job: PlannedJob, ctx: RunContext) -> tuple[str, ...]:
     return tuple(v.value for v in ctx.user_variables.values() if v.masked and len(v.value) >= 4)
 
 
-def _environment_tuple(job: PlannedJob) -> tuple[str, str | None, str, str | None] | None:
-    env = job.job.environment
-    if env is None:
-        return None
-    return (env.name, env.url, env.action, env.deployment_tier)
-
-
 def _expand_image(image: str | None, job: PlannedJob) -> str | None:
     if image is None or "$" not in image:
         return image
@@ -463,8 +475,3 @@ def _end_leftovers(ws: Workspace, writer: _LogWriter) -> None:
 def _human(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}m {secs}s" if minutes else f"{secs}s"
-
-
-def current_environment() -> dict[str, str]:
-    """The user's environment minus localci's own settings."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("LOCALCI_")}

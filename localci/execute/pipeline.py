@@ -12,15 +12,21 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from localci.events import Event, JobFinished, Notice, PipelineFinished, PipelineStarted
-from localci.execute.job import JobHooks, JobRunner, RunContext, current_environment
+from localci.execute.environment import host_base
+from localci.execute.job import JobHooks, JobRunner, RunContext
 from localci.execute.results import JobResult, RunResult, Status, pipeline_status
 from localci.execute.scheduler import Scheduler
 from localci.execute.store import LockBusy, Store, atomic_write_json, user_cache_dir
 from localci.execute.venvs import VenvFactory
 from localci.execute.workspace import WorkspacePool, remove_stale, take_snapshot
 from localci.plan.model import Plan, PlannedJob
+
+if TYPE_CHECKING:
+    from localci.execute.container.engine import Engine
+    from localci.execute.container.executor import ContainerRunner
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,8 @@ class RunOptions:
     color: bool = False
     offline: bool = False
     cancel_on_failure: bool = False  # workflow:auto_cancel:on_job_failure: all
+    executor: str = "auto"  # --executor
+    engine: Engine | None = None  # the container engine found, if any
 
 
 def run_pipeline(
@@ -65,9 +73,20 @@ def run_pipeline(
                 )
             )
             _write_record(record, plan, pipeline_id, "running", results, 0.0)
-            _announce_unsupported(jobs, emit)
+            containers = _container_runner(plan, options, emit)
+            _announce_unsupported(jobs, emit, containers)
             with _lock_snapshot(store, pipeline_id):
-                _run_jobs(plan, jobs, options, emit, hooks_factory, store, pipeline_id, results)
+                _run_jobs(
+                    plan,
+                    jobs,
+                    options,
+                    emit,
+                    hooks_factory,
+                    store,
+                    pipeline_id,
+                    results,
+                    containers,
+                )
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -88,6 +107,7 @@ def _run_jobs(
     store: Store,
     pipeline_id: int,
     results: dict[str, JobResult],
+    containers: ContainerRunner | None,
 ) -> None:
     ctx = plan.context
     snapshot = take_snapshot(ctx.project_dir, store, pipeline_id=pipeline_id, sha=ctx.sha)
@@ -103,13 +123,15 @@ def _run_jobs(
         user_git_dir=_git_dir(ctx.project_dir),
         emit=emit,
         user_variables=plan.user_variables,
-        base_env=current_environment(),
+        base_env=host_base(),
         python=options.python,
         default_timeout_s=options.timeout_s or 3600.0,
         color=options.color,
         pip_cache_dir=user_cache_dir() / "pip",
         offline=options.offline,
         hooks=hooks_factory(store, pipeline_id) if hooks_factory else None,
+        executor=options.executor,
+        containers=containers,
     )
 
     def report(result: JobResult) -> None:
@@ -126,11 +148,42 @@ def _run_jobs(
     ).run()
 
 
-def _announce_unsupported(jobs: Sequence[PlannedJob], emit: Callable[[Event], None]) -> None:
+def _container_runner(
+    plan: Plan, options: RunOptions, emit: Callable[[Event], None]
+) -> ContainerRunner | None:
+    """The run's container executor (after removing what a killed run left), or None."""
+    if options.engine is None or options.executor not in ("auto", "container"):
+        return None
+    from localci.execute.container.cleanup import remove_leftovers
+    from localci.execute.container.executor import ContainerRunner
+
+    removed = remove_leftovers(options.engine)
+    if removed:
+        emit(Notice(f"removed {removed} container(s)/network(s) an interrupted run left behind"))
+    return ContainerRunner(
+        options.engine,
+        mode=options.executor,
+        user_variables=plan.user_variables,
+        color=options.color,
+        offline=options.offline,
+    )
+
+
+def _announce_unsupported(
+    jobs: Sequence[PlannedJob],
+    emit: Callable[[Event], None],
+    containers: ContainerRunner | None,
+) -> None:
     for job in jobs:
-        if job.job.unsupported:
-            keys = ", ".join(job.job.unsupported)
-            emit(Notice(f"{keys}: not emulated locally; the job runs without it", job.name))
+        keys = job.job.unsupported
+        if containers is not None and containers.wants(job):
+            keys = tuple(key for key in keys if key != "services")
+        if keys:
+            emit(
+                Notice(
+                    f"{', '.join(keys)}: not emulated locally; the job runs without it", job.name
+                )
+            )
 
 
 def _finish(

@@ -1,4 +1,6 @@
-"""The bash programs gitlab-runner's bash shell generates for a job's script steps (§11.2, §11.3).
+"""The programs gitlab-runner's bash and sh shells generate for a job's script steps (§11.2,
+§11.3): one implementation of the `$ command` echo, errexit/pipefail and after_script for every
+executor (bash on the host; bash or, failing that, sh in a container).
 
 Pure text generation: job variables, cwd and stdin come from the process that runs the program.
 """
@@ -9,7 +11,9 @@ from collections.abc import Sequence
 
 from localci.errors import ConfigError
 
-__all__ = ["ScriptError", "after_script", "main_script"]
+__all__ = ["SHELLS", "ScriptError", "after_script", "main_script"]
+
+SHELLS = ("bash", "sh")
 
 _BOLD_GREEN = "\033[32;1m"
 _RESET = "\033[0;m"
@@ -19,34 +23,37 @@ _GO_SPACE = (
     + "".join(map(chr, range(0x2000, 0x200B)))
     + "\u2028\u2029\u202f\u205f\u3000"
 )
-_PROLOGUE = (
-    "trap 'exit 1' TERM",
-    "set -o pipefail",
-    "set -o errexit",
-    "set +o noclobber",
-)
+_PIPEFAIL = {
+    "bash": "set -o pipefail",
+    # dash before 0.5.11 and other plain shells lack pipefail: use it only where it exists.
+    "sh": "if (set -o pipefail) 2>/dev/null; then set -o pipefail; fi",
+}
 
 
 class ScriptError(ConfigError):
     """A command cannot be handed to bash (it contains a NUL character)."""
 
 
-def main_script(commands: Sequence[str], *, trace: bool = False, color: bool = True) -> str:
-    """One bash program running before_script + script in a single shell, as GitLab does.
+def main_script(
+    commands: Sequence[str], *, trace: bool = False, color: bool = True, shell: str = "bash"
+) -> str:
+    """One `shell` program running before_script + script in a single shell, as GitLab does.
 
     Each command is announced as `$ command` (bold green when `color`) and then run as written;
     the first failing command ends the program with its exit code (errexit + pipefail).
     `trace` (CI_DEBUG_TRACE) turns on `set -o xtrace` for the commands.
     """
-    return _program(commands, trace=trace, color=color)
+    return _program(commands, trace=trace, color=color, shell=shell)
 
 
-def after_script(commands: Sequence[str], *, trace: bool = False, color: bool = True) -> str:
+def after_script(
+    commands: Sequence[str], *, trace: bool = False, color: bool = True, shell: str = "bash"
+) -> str:
     """The after_script program: same shape as `main_script`, meant for a fresh shell."""
-    return _program(commands, trace=trace, color=color)
+    return _program(commands, trace=trace, color=color, shell=shell)
 
 
-def _program(commands: Sequence[str], *, trace: bool, color: bool) -> str:
+def _program(commands: Sequence[str], *, trace: bool, color: bool, shell: str) -> str:
     body = "".join(_command_lines(command, color=color) for command in commands)
     if trace:
         # Inside the eval'd body, so the trace shows each command rather than one huge `eval '…'`.
@@ -54,7 +61,8 @@ def _program(commands: Sequence[str], *, trace: bool, color: bool) -> str:
     # The subshell keeps `set +e`, `exit` or traps of the user's commands away from the wrapper,
     # and its status is the status of the last command, as with gitlab-runner.
     run = f"( trap 'exit 1' TERM; eval {_quote(body)} ) < /dev/null"
-    return "\n".join((*_PROLOGUE, run, "exit 0", ""))
+    prologue = ("trap 'exit 1' TERM", _PIPEFAIL[shell], "set -o errexit", "set +o noclobber")
+    return "\n".join((*prologue, run, "exit 0", ""))
 
 
 def _command_lines(command: str, *, color: bool) -> str:
@@ -72,5 +80,5 @@ def _command_lines(command: str, *, color: bool) -> str:
 
 
 def _quote(text: str) -> str:
-    """Single-quote for bash: every character is literal except `'`, which is spliced in."""
+    """Single-quote for bash and sh: every character is literal except `'`, which is spliced in."""
     return "'" + text.replace("'", "'\\''") + "'"

@@ -485,20 +485,25 @@ def _runner_lookup(name: str, env: Mapping[str, str]) -> str:
     return env.get(name, "")
 
 
-def runner_environment(variables: Mapping[str, VarValue], file_dir: Path) -> dict[str, str]:
+def runner_environment(
+    variables: Mapping[str, VarValue], file_dir: Path, *, visible_dir: Path | None = None
+) -> dict[str, str]:
     """The job's final environment (§10.3.2) from GitLab-expanded variables.
 
     Each non-raw value is runner-expanded once against the unexpanded set (a reference to a
     file variable gives its path). File variables are written to `file_dir/NAME` (mode 0600)
-    and the environment holds that path.
+    and the environment holds that path as the job sees it: under `visible_dir` when given
+    (a container mounts `file_dir` there), else under `file_dir`.
     """
-    lookup = {
-        name: str(file_dir / name) if var.file else var.value for name, var in variables.items()
-    }
+    shown = file_dir if visible_dir is None else visible_dir
+    lookup = {name: str(shown / name) if var.file else var.value for name, var in variables.items()}
     env: dict[str, str] = {}
     for name, var in variables.items():
         value = var.value if var.raw else expand_runner(var.value, lookup)
-        env[name] = _write_secret(file_dir, name, value) if var.file else value
+        if var.file:
+            _write_secret(file_dir, name, value)
+            value = str(shown / name)
+        env[name] = value
     return env
 
 

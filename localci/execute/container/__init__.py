@@ -1,0 +1,1 @@
+"""The container executor: Docker or Podman, driven through their command line."""

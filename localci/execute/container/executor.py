@@ -1,0 +1,326 @@
+"""Jobs in containers, as GitLab's Docker executor runs them.
+
+The workspace slot is bind-mounted at `/builds/<namespace>/<project>` and file variables at
+`<that>.tmp`; before_script+script and after_script each run in a fresh container of the job's
+image, in bash when the image has it and sh otherwise (GitLab's shell detection), with the
+programs `localci.execute.script` writes for every executor and the environment
+`localci.execute.environment` builds for every executor. Services get a network per job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import os
+import re
+import shlex
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+
+from localci.execute import script as scripts
+from localci.execute.container.cleanup import labels, remove_objects
+from localci.execute.container.engine import Engine, environment_args
+from localci.execute.container.images import ensure_image, image_config
+from localci.execute.container.services import (
+    ServiceLogs,
+    StartedService,
+    start_service,
+    wait_for_ports,
+)
+from localci.execute.environment import JobPaths, RuntimeFacts, host_base, job_environment
+from localci.execute.executors import executor_for, expand_name, job_image
+from localci.execute.process import ProcessOutcome, run_bash
+from localci.execute.workspace import Workspace
+from localci.plan.model import PlannedJob
+from localci.plan.variables import VarValue
+
+__all__ = ["ContainerRunner", "engine_name", "qualified_image"]
+
+BUILDS_DIR = PurePosixPath("/builds")
+_DETECT = " ".join(
+    [
+        "if [ -x /usr/local/bin/bash ]; then exec /usr/local/bin/bash {bash};",
+        "elif [ -x /usr/bin/bash ]; then exec /usr/bin/bash {bash};",
+        "elif [ -x /bin/bash ]; then exec /bin/bash {bash};",
+        "elif [ -x /usr/local/bin/sh ]; then exec /usr/local/bin/sh {sh};",
+        "elif [ -x /usr/bin/sh ]; then exec /usr/bin/sh {sh};",
+        "elif [ -x /bin/sh ]; then exec /bin/sh {sh};",
+        "elif [ -x /busybox/sh ]; then exec /busybox/sh {sh};",
+        "else echo 'shell not found' >&2; exit 1; fi",
+    ]
+)
+
+
+def engine_name(engine: Engine | None) -> str:
+    return engine.describe() if engine else "none"
+
+
+class ContainerRunner:
+    """The container executor the job runner hands container jobs to (one per pipeline run)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        mode: str,
+        user_variables: Mapping[str, VarValue],
+        color: bool,
+        offline: bool,
+    ) -> None:
+        self.engine = engine
+        self.mode = mode
+        self.user_variables = user_variables
+        self.color = color
+        self.offline = offline
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def wants(self, job: PlannedJob) -> bool:
+        return executor_for(job, self.mode, engine_usable=True) == "container"
+
+    @contextlib.contextmanager
+    def session(
+        self,
+        job: PlannedJob,
+        ws: Workspace,
+        facts: RuntimeFacts,
+        dotenv: Mapping[str, VarValue],
+        log: Callable[[str], None],
+        notes: list[str],
+        cancel: threading.Event,
+    ) -> Iterator[_ContainerSession]:
+        image = job_image(job)
+        assert image is not None  # wants() only accepts jobs with an image
+        prefix = self._prefix(job)
+        spec = job.job.image
+        assert spec is not None
+        engine = self.engine
+        log(f"Using {engine.kind} {engine.version} with image {image} ...")
+        ensure_image(
+            engine,
+            qualified_image(engine, image),
+            spec.pull_policy,
+            platform=spec.platform,
+            offline=self.offline,
+            log=log,
+        )
+        inside = _inside_paths(job, ws)
+        env = job_environment(
+            job,
+            dataclasses.replace(facts, paths=inside, pip_cache_dir=None),
+            dotenv,
+            self.user_variables,
+            {},
+        )
+        host_env = job_environment(job, facts, dotenv, self.user_variables, host_base())
+        created: list[str] = []
+        network = f"{prefix}-net" if job.job.services else None
+        debug_logs = ServiceLogs(engine, log) if env.get("CI_DEBUG_SERVICES") == "true" else None
+        try:
+            if network is not None:
+                engine.command("network", "create", *_label_args(job.name), network)
+                self._start_services(job, env, network, prefix, created, debug_logs, log, notes)
+            yield _ContainerSession(
+                runner=self,
+                job=job,
+                ws=ws,
+                image=qualified_image(engine, image),
+                inside=inside,
+                env=env,
+                host_env=host_env,
+                network=network,
+                name_prefix=prefix,
+                log=log,
+            )
+        finally:
+            if debug_logs is not None:
+                debug_logs.stop()
+            remove_objects(engine, created, network)
+
+    def _start_services(
+        self,
+        job: PlannedJob,
+        env: Mapping[str, str],
+        network: str,
+        prefix: str,
+        created: list[str],
+        debug_logs: ServiceLogs | None,
+        log: Callable[[str], None],
+        notes: list[str],
+    ) -> None:
+        engine = self.engine
+        for index, service in enumerate(job.job.services):
+            image = qualified_image(engine, expand_name(service.name, job))
+            ensure_image(
+                engine,
+                image,
+                service.image.pull_policy,
+                platform=service.image.platform,
+                offline=self.offline,
+                log=log,
+            )
+            container = f"{prefix}-svc{index}"
+            variables = {**env, **dict(service.variables)}
+            created.append(container)
+            started = start_service(
+                engine,
+                service=service,
+                image=image,
+                container=container,
+                network=network,
+                labels=labels(job.name),
+                variables=variables,
+                client_env=host_base(),
+            )
+            log(f"Starting service {image} as {', '.join(started.aliases)} ...")
+            if debug_logs is not None:
+                debug_logs.follow(started)
+            self._wait(started, variables, log, notes)
+
+    def _wait(
+        self,
+        started: StartedService,
+        variables: Mapping[str, str],
+        log: Callable[[str], None],
+        notes: list[str],
+    ) -> None:
+        health = variables.get("HEALTHCHECK_TCP_PORT", "")
+        if health.isdigit():
+            ports: Sequence[int] = (int(health),)
+        else:
+            ports = image_config(self.engine, started.image).exposed_tcp_ports
+        if ports and not wait_for_ports(self.engine, started, ports, log):
+            notes.append(f"service {started.image} did not open port(s) {list(ports)} in time")
+
+    def _prefix(self, job: PlannedJob) -> str:
+        with self._lock:
+            number = next(self._ids)
+        slug = re.sub(r"[^a-z0-9]+", "-", job.name.lower()).strip("-")[:30] or "job"
+        return f"localci-{os.getpid()}-{number}-{slug}"
+
+
+class _ContainerSession:
+    """One job attempt's container programs (script, then after_script in a new container)."""
+
+    def __init__(
+        self,
+        *,
+        runner: ContainerRunner,
+        job: PlannedJob,
+        ws: Workspace,
+        image: str,
+        inside: JobPaths,
+        env: dict[str, str],
+        host_env: dict[str, str],
+        network: str | None,
+        name_prefix: str,
+        log: Callable[[str], None],
+    ) -> None:
+        self.runner = runner
+        self.job = job
+        self.ws = ws
+        self.image = image
+        self.inside = inside
+        self.env = env
+        self.host_env = host_env
+        self.network = network
+        self.name_prefix = name_prefix
+        self.log = log
+        self._steps = itertools.count(1)
+
+    def run(
+        self,
+        commands: Sequence[str],
+        *,
+        after: bool,
+        trace: bool,
+        timeout_s: float | None,
+        cancel: threading.Event | None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> ProcessOutcome:
+        step = "after" if after else "script"
+        make = scripts.after_script if after else scripts.main_script
+        programs = self.ws.builds_dir / "tmp"
+        for shell in scripts.SHELLS:
+            text = make(commands, trace=trace, color=self.runner.color, shell=shell)
+            (programs / f"step-{step}.{shell}").write_text(text, encoding="utf-8")
+        name = f"{self.name_prefix}-{step}{next(self._steps)}"
+        env = {**self.env, **(extra_env or {})}
+        client_env, argv = self._command(name, step, env)
+        try:
+            return run_bash(
+                f"exec {shlex.join(argv)}\n",
+                cwd=self.ws.builds_dir,
+                env=client_env,
+                on_output=self.log,
+                timeout_s=timeout_s,
+                cancel=cancel,
+            )
+        finally:
+            remove_objects(self.runner.engine, [name], None)
+
+    def _command(
+        self, name: str, step: str, env: Mapping[str, str]
+    ) -> tuple[dict[str, str], list[str]]:
+        engine = self.runner.engine
+        spec = self.job.job.image
+        assert spec is not None
+        project, files = self.inside.project_dir, self.inside.visible_file_dir
+        argv = [engine.cli, "run", "--rm", "--name", name, *_label_args(self.job.name)]
+        argv += ["-v", _mount(self.ws.project_dir, project)]
+        argv += ["-v", _mount(self.ws.builds_dir / "tmp", files)]
+        argv += ["-w", str(project)]
+        if self.network:
+            argv += ["--network", self.network]
+        if spec.user:
+            argv += ["--user", spec.user]
+        if spec.platform:
+            argv += ["--platform", spec.platform]
+        client_env, env_args = environment_args(env)
+        argv += env_args
+        entry = spec.entrypoint
+        if entry is not None:
+            argv += ["--entrypoint", entry[0] if entry else ""]
+        argv.append(self.image)
+        if entry:
+            argv += list(entry[1:])
+        detect = _DETECT.format(bash=f"{files}/step-{step}.bash", sh=f"{files}/step-{step}.sh")
+        argv += ["sh", "-c", detect]
+        return client_env, argv
+
+
+def _inside_paths(job: PlannedJob, ws: Workspace) -> JobPaths:
+    project_path = job.predefined.get("CI_PROJECT_PATH") or ws.project_dir.name
+    project = BUILDS_DIR / project_path
+    return JobPaths(
+        project_dir=Path(str(project)),
+        builds_dir=Path(str(BUILDS_DIR)),
+        file_dir=ws.builds_dir / "tmp",
+        visible_file_dir=Path(f"{project}.tmp"),
+    )
+
+
+def _mount(source: Path, target: PurePosixPath | Path) -> str:
+    # SELinux hosts (Fedora, RHEL) refuse a container access to an unlabelled bind mount.
+    relabel = ":z" if Path("/sys/fs/selinux/enforce").exists() else ""
+    return f"{source}:{target}{relabel}"
+
+
+def _label_args(job_name: str) -> list[str]:
+    out = []
+    for label in labels(job_name):
+        out += ["--label", label]
+    return out
+
+
+def qualified_image(engine: Engine, image: str) -> str:
+    """Podman asks which registry a short name means (and cannot ask without a terminal);
+    GitLab's images are Docker Hub's, so say so, as Docker does implicitly."""
+    if engine.kind != "podman":
+        return image
+    first, slash, _ = image.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return image
+    return f"docker.io/{image}" if slash else f"docker.io/library/{image}"

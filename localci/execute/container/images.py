@@ -1,0 +1,138 @@
+"""Images: present or pulled according to `pull_policy`, and what their configuration says.
+
+GitLab's runner defaults to `always`; localci defaults to `if-not-present` so that a pipeline
+works offline once `localci pull` has fetched its images (a policy written in the
+configuration is honoured). Under `--offline` an `always` policy uses the local image.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from localci.execute.container.engine import Engine, EngineError
+
+__all__ = ["ImageConfig", "ImageUnavailable", "ensure_image", "image_config", "pull"]
+
+POLICIES = ("always", "if-not-present", "never")
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+class ImageUnavailable(EngineError):
+    """An image is neither present nor obtainable under its pull policy."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageConfig:
+    """The parts of an image's configuration the executor needs."""
+
+    entrypoint: tuple[str, ...]
+    exposed_tcp_ports: tuple[int, ...]
+
+
+def ensure_image(
+    engine: Engine,
+    name: str,
+    policies: Sequence[str],
+    *,
+    platform: str | None,
+    offline: bool,
+    log: Callable[[str], None],
+) -> None:
+    """Make `name` present as `policies` (GitLab's order: each tried until one succeeds) say."""
+    for policy in policies or ("if-not-present",):
+        if policy not in POLICIES:
+            raise ImageUnavailable(
+                f"image {name!r}: unknown pull_policy {policy!r} (one of {', '.join(POLICIES)})"
+            )
+    with _lock_for(name):
+        _ensure(engine, name, tuple(policies or ("if-not-present",)), platform, offline, log)
+
+
+def _ensure(
+    engine: Engine,
+    name: str,
+    policies: tuple[str, ...],
+    platform: str | None,
+    offline: bool,
+    log: Callable[[str], None],
+) -> None:
+    present = image_present(engine, name)
+    failure = ""
+    for policy in policies:
+        if policy == "never" or (policy == "always" and offline):
+            if present:
+                log(f"Using locally available image {name} (pull_policy: {policy})")
+                return
+            failure = f"it is not present locally and pull_policy is {policy}"
+            continue
+        if policy == "if-not-present" and present:
+            log(f"Using locally available image {name}")
+            return
+        if offline:
+            failure = "it is not present locally and localci runs --offline"
+            continue
+        try:
+            pull(engine, name, platform=platform, log=log)
+            return
+        except EngineError as exc:
+            failure = f"pulling it failed: {exc}"
+    raise ImageUnavailable(
+        f"image {name!r} is not available: {failure}. Fetch it while online with "
+        f"`localci pull` or `{engine.kind} pull {name}`"
+    )
+
+
+def image_present(engine: Engine, name: str) -> bool:
+    done = engine.command("image", "inspect", "--format", "{{.Id}}", name, check=False)
+    return done.returncode == 0
+
+
+def pull(engine: Engine, name: str, *, platform: str | None, log: Callable[[str], None]) -> None:
+    """`<engine> pull name`, its progress streamed line by line to `log`."""
+    args = [engine.cli, "pull", *(["--platform", platform] if platform else []), name]
+    log(f"Pulling image {name} with {engine.kind}...")
+    try:
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+    except OSError as exc:
+        raise EngineError(f"cannot run {engine.cli}: {exc}") from exc
+    last = ""
+    assert proc.stdout is not None
+    with proc:
+        for line in proc.stdout:
+            last = line.rstrip() or last
+            log(last)
+    if proc.returncode != 0:
+        raise EngineError(last or f"{engine.kind} pull exited with {proc.returncode}")
+
+
+def image_config(engine: Engine, name: str) -> ImageConfig:
+    done = engine.command("image", "inspect", "--format", "{{json .Config}}", name)
+    try:
+        config = json.loads(done.stdout.strip() or "{}") or {}
+    except ValueError:
+        config = {}
+    entrypoint = config.get("Entrypoint") or ()
+    ports = []
+    for spec in config.get("ExposedPorts") or {}:
+        number, _, proto = str(spec).partition("/")
+        if (proto or "tcp") == "tcp" and number.isdigit():
+            ports.append(int(number))
+    return ImageConfig(tuple(map(str, entrypoint)), tuple(sorted(ports)))
+
+
+def _lock_for(name: str) -> threading.Lock:
+    # Two jobs of one run needing the same image pull it once.
+    with _locks_guard:
+        return _locks.setdefault(name, threading.Lock())

@@ -1,0 +1,106 @@
+"""The one owner of a job's environment: every executor (venv, host, container) asks here.
+
+Layering follows GitLab (lowest first): predefined and runtime variables, the job's YAML
+variables, dotenv variables from needed jobs, then the user's variables (`--var`, variables
+file). The result is GitLab-expanded, then runner-expanded, with file-type variables written
+to a directory the job can read, and laid over the base environment the executor supplies (the
+user's filtered environment on the host, nothing in a container: there the image provides it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from localci.plan.model import PlannedJob
+from localci.plan.variables import VarValue, expand_gitlab, runner_environment, runtime_variables
+
+__all__ = ["DROPPED_ENV", "JobPaths", "RuntimeFacts", "host_base", "job_environment"]
+
+# Variables of the user's shell that would break a job's isolation or localci's own control.
+DROPPED_ENV = frozenset(
+    {
+        "VIRTUAL_ENV",
+        "PYTHONHOME",
+        "PYTHONPATH",
+        "CONDA_PREFIX",
+        "PIP_USER",
+        "__PYVENV_LAUNCHER__",
+        "PYTHONSTARTUP",
+        "BASH_ENV",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobPaths:
+    """Where the job's directories are, as the job sees them, and where file variables go.
+
+    `file_dir` is the host directory file-type variables are written to; `visible_file_dir`
+    is the same directory as the job sees it (a container mounts it elsewhere).
+    """
+
+    project_dir: Path
+    builds_dir: Path
+    file_dir: Path
+    visible_file_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeFacts:
+    """What only a running job has: its id, start time, timeout, paths and executor settings."""
+
+    job_id: int
+    started_at: str
+    timeout_s: int
+    paths: JobPaths
+    pip_cache_dir: Path | None = None
+    offline: bool = False
+
+
+def host_base(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The user's environment a host job starts from: minus localci's own settings and the
+    variables that would break a job's isolation."""
+    source = os.environ if environ is None else environ
+    return {
+        k: v for k, v in source.items() if not k.startswith("LOCALCI_") and k not in DROPPED_ENV
+    }
+
+
+def job_environment(
+    job: PlannedJob,
+    facts: RuntimeFacts,
+    dotenv: Mapping[str, VarValue],
+    user_variables: Mapping[str, VarValue],
+    base: Mapping[str, str],
+) -> dict[str, str]:
+    """The complete environment of `job`'s script: `base` overlaid with its variables."""
+    layers: dict[str, VarValue] = {
+        name: VarValue(value) for name, value in {**job.predefined, **_runtime(job, facts)}.items()
+    }
+    layers.update(job.yaml_variables)
+    layers.update(dotenv)
+    layers.update(user_variables)
+    if facts.pip_cache_dir is not None and "PIP_CACHE_DIR" not in layers:
+        layers["PIP_CACHE_DIR"] = VarValue(str(facts.pip_cache_dir))
+    if facts.offline and "PIP_NO_INDEX" not in layers:
+        layers["PIP_NO_INDEX"] = VarValue("1")
+    expanded = expand_gitlab(layers)
+    paths = facts.paths
+    paths.file_dir.mkdir(parents=True, exist_ok=True)
+    variables = runner_environment(expanded, paths.file_dir, visible_dir=paths.visible_file_dir)
+    return {**base, **variables}
+
+
+def _runtime(job: PlannedJob, facts: RuntimeFacts) -> dict[str, str]:
+    env = job.job.environment
+    return runtime_variables(
+        project_dir=facts.paths.project_dir,
+        builds_dir=facts.paths.builds_dir,
+        job_id=facts.job_id,
+        started_at=facts.started_at,
+        timeout_s=facts.timeout_s,
+        environment=None if env is None else (env.name, env.url, env.action, env.deployment_tier),
+    )

@@ -1,0 +1,102 @@
+"""Which executor runs a job (`--executor auto|container|venv|host`), and the seam between the
+job runner and an executor: a session that runs the job's programs in some place.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Literal, Protocol
+
+from localci.execute.environment import RuntimeFacts
+from localci.execute.process import ProcessOutcome
+from localci.execute.venvs import python_for_image
+from localci.execute.workspace import Workspace
+from localci.plan.model import PlannedJob
+from localci.plan.variables import VarValue
+
+__all__ = [
+    "EXECUTOR_MODES",
+    "ContainerExecutor",
+    "ScriptSession",
+    "executor_for",
+    "job_image",
+]
+
+EXECUTOR_MODES = ("auto", "container", "venv", "host")
+Place = Literal["container", "venv", "host"]
+
+
+class ScriptSession(Protocol):
+    """A job's place to run in: its environment as the job sees it (`env`), the same
+    environment with this machine's paths for caches and artifacts (`host_env`), and `run`,
+    which runs before_script+script (`after=False`) or after_script in a fresh shell."""
+
+    @property
+    def env(self) -> Mapping[str, str]: ...
+
+    @property
+    def host_env(self) -> Mapping[str, str]: ...
+
+    def run(
+        self,
+        commands: Sequence[str],
+        *,
+        after: bool,
+        trace: bool,
+        timeout_s: float | None,
+        cancel: threading.Event | None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> ProcessOutcome: ...
+
+
+class ContainerExecutor(Protocol):
+    """Runs the jobs `wants` accepts in containers, one session per job attempt."""
+
+    def wants(self, job: PlannedJob) -> bool: ...
+
+    def session(
+        self,
+        job: PlannedJob,
+        ws: Workspace,
+        facts: RuntimeFacts,
+        dotenv: Mapping[str, VarValue],
+        log: Callable[[str], None],
+        notes: list[str],
+        cancel: threading.Event,
+    ) -> AbstractContextManager[ScriptSession]: ...
+
+
+def job_image(job: PlannedJob) -> str | None:
+    """The job's image name (job or `default:`), with the job's variables expanded, as GitLab
+    expands `image:` before the runner sees it; None when the job has no image."""
+    image = job.job.image
+    if image is None or not image.name.strip():
+        return None
+    return expand_name(image.name, job)
+
+
+def expand_name(name: str, job: PlannedJob) -> str:
+    if "$" not in name:
+        return name
+    values = {**job.predefined, **{k: v.value for k, v in job.yaml_variables.items()}}
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m.group(1), ""), name)
+
+
+def executor_for(job: PlannedJob, mode: str, engine_usable: bool) -> Place:
+    """Where `job` runs under `--executor mode` (see README, "Executors").
+
+    auto: a Python image in a venv, any other image in a container when an engine is usable,
+    else on this machine; container: every job with an image in its image; venv/host: never a
+    container. A job without an image runs in a venv (host under `--executor host`).
+    """
+    if mode == "host":
+        return "host"
+    image = job_image(job)
+    if mode == "venv" or image is None or not engine_usable:
+        return "venv"
+    if mode == "container" or python_for_image(image) is None:
+        return "container"
+    return "venv"

@@ -1,0 +1,118 @@
+"""Where each job of a run goes (container, venv, host), decided before anything runs, so
+that the run header and `--dry-run` can say it and a root user is stopped before a job that
+would change this machine starts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from localci.execute.container.engine import Engine, detect_engine
+from localci.execute.container.services import service_aliases
+from localci.execute.executors import Place, executor_for, expand_name, job_image
+from localci.execute.venvs import python_for_image
+from localci.plan.model import PlannedJob
+
+__all__ = ["JobPlace", "Placement", "images_to_pull", "place_jobs"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobPlace:
+    job: str
+    place: Place
+    image: str | None
+    services: tuple[str, ...]  # "image (alias, alias)" of each service
+
+    @property
+    def unemulated(self) -> bool:
+        """An image localci does not stand in for, yet the job runs on this machine."""
+        return (
+            self.place != "container"
+            and self.image is not None
+            and (python_for_image(self.image) is None or self.place == "host")
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    mode: str
+    engine: Engine | None
+    jobs: tuple[JobPlace, ...]
+    probed: bool = False  # whether an engine was looked for
+
+    def header(self) -> list[str]:
+        """The run header's lines: the executor, the engine, the jobs that run unemulated.
+        Nothing when no job has an image localci does not emulate."""
+        if not self.probed and not any(e.unemulated or e.services for e in self.jobs):
+            return []
+        engine = self.engine.describe() if self.engine else "none found"
+        if not self.probed:
+            engine = f"not used (--executor {self.mode})"
+        lines = [f"Executor: {self.mode}; container engine: {engine}"]
+        for entry in self.jobs:
+            if entry.unemulated:
+                lines.append(
+                    f"  {entry.job}: image {entry.image} is not emulated; "
+                    "the job runs on this machine's tools"
+                )
+            if entry.place != "container" and entry.services:
+                lines.append(
+                    f"  {entry.job}: services not started (no container): "
+                    + "; ".join(entry.services)
+                )
+        return lines
+
+    def refusal(self) -> str | None:
+        """Why a root user may not run this selection on the host, or None."""
+        risky = [entry for entry in self.jobs if entry.unemulated]
+        if not risky or os.geteuid() != 0:
+            return None
+        named = ", ".join(f"{entry.job} (image {entry.image})" for entry in risky)
+        return (
+            f"refusing to run as root on this machine the jobs meant for a container: {named}. "
+            "Their scripts (apt-get install, edits under /etc...) would change this machine. "
+            "Install Docker or Podman so they run in their images, or pass --allow-host "
+            "(or `allow_host: true` in .localci/config.yml) to run them here anyway"
+        )
+
+
+def place_jobs(jobs: Sequence[PlannedJob], mode: str, preferred_engine: str | None) -> Placement:
+    """Each job's place; the engine is looked for only when some job could use it."""
+    engine = None
+    probed = mode in ("auto", "container") and any(
+        executor_for(job, mode, engine_usable=True) == "container" for job in jobs
+    )
+    if probed:
+        engine = detect_engine(preferred_engine)
+    places = tuple(
+        JobPlace(
+            job.name,
+            executor_for(job, mode, engine_usable=engine is not None),
+            job_image(job),
+            tuple(_service_text(job, index) for index in range(len(job.job.services))),
+        )
+        for job in jobs
+    )
+    return Placement(mode, engine, places, probed)
+
+
+def images_to_pull(
+    jobs: Sequence[PlannedJob], placement: Placement
+) -> list[tuple[str, str | None]]:
+    """(image, platform) of every job placed in a container and of its services, once each."""
+    placed = {entry.job for entry in placement.jobs if entry.place == "container"}
+    out: list[tuple[str, str | None]] = []
+    for job in jobs:
+        if job.name not in placed or job.job.image is None:
+            continue
+        wanted = [(job_image(job) or "", job.job.image.platform)]
+        wanted += [(expand_name(s.name, job), s.image.platform) for s in job.job.services]
+        out += [item for item in wanted if item[0] and item not in out]
+    return out
+
+
+def _service_text(job: PlannedJob, index: int) -> str:
+    service = job.job.services[index]
+    image = expand_name(service.name, job)
+    return f"{image} ({', '.join(service_aliases(image, service.alias))})"
