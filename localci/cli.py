@@ -357,6 +357,7 @@ def run_command(
     from localci.plan import select_jobs
 
     offline = bool(kwargs["offline"])
+    downstream = _downstream_options(kwargs)
     loaded = _load(opts, kwargs)
     plan = _plan(loaded)
     console = _console(color)
@@ -387,6 +388,7 @@ def run_command(
         color=console.is_terminal,
         offline=offline,
         cancel_on_failure=loaded.pipeline.workflow.on_job_failure == "all",
+        **downstream,
     )
     result = _execute(
         selection,
@@ -400,6 +402,21 @@ def run_command(
         _write_report(json_report, result)
     if not result.passed:
         raise SystemExit(1)
+
+
+def _downstream_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What child pipelines need from the command line: which user variables are pipeline
+    variables (`--var`, forwarded only with `trigger:forward:pipeline_variables`) and how
+    `trigger:include` reads files from outside the project."""
+    from localci.plan.variables import parse_assignment
+
+    names = frozenset(parse_assignment(text)[0] for text in kwargs.get("variables", ()))
+    includes = _include_options(dict(kwargs))
+    return {
+        "pipeline_variable_names": names,
+        "includes": includes["includes"],
+        "notify": includes["notify"],
+    }
 
 
 def _console(color: bool | None) -> Console:
@@ -442,6 +459,8 @@ def _write_report(path: Path, result: RunResult) -> None:
     from localci.execute.store import atomic_write_json
 
     status = "success" if result.passed else "failed"
+    if result.status == "unknown":
+        status = "unknown"
     atomic_write_json(
         path.resolve(),
         {

@@ -72,6 +72,8 @@ class RunContext:
     pip_cache_dir: Path | None = None
     offline: bool = False
     hooks: JobHooks | None = None
+    # Runs trigger jobs (localci.execute.downstream); None: they are reported as not run.
+    downstream: Callable[[PlannedJob, threading.Event], JobResult] | None = None
     _job_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -126,6 +128,8 @@ class JobRunner:
         self.ctx = ctx
 
     def __call__(self, job: PlannedJob, cancel: threading.Event) -> JobResult:
+        if job.job.trigger is not None and self.ctx.downstream is not None:
+            return self.ctx.downstream(job, cancel)
         if job.job.trigger is not None:
             return JobResult(
                 job.name,
@@ -135,7 +139,7 @@ class JobRunner:
                 reason="trigger job: downstream pipelines are not run locally",
             )
         started = time.monotonic()
-        log_path = self.ctx.record_dir / "jobs" / f"{_file_name(job.name)}.log"
+        log_path = self.ctx.record_dir / "jobs" / f"{file_name(job.name)}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         retry = job.job.retry
         max_attempts = 1 + (retry.max if retry else 0)
@@ -425,7 +429,7 @@ def _note(notes: list[str], writer: _LogWriter, text: str) -> None:
     writer.line(f"WARNING: {text}")
 
 
-def _file_name(name: str) -> str:
+def file_name(name: str) -> str:
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:80] or "job"
     if readable == name:
         return readable
