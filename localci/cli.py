@@ -477,11 +477,11 @@ def _write_report(path: Path, result: RunResult) -> None:
 @click.pass_obj
 def logs(opts: Options, /, job: str | None, pipeline_id: int | None) -> None:
     """Print a job's log from a run (without JOB: list the run's jobs)."""
-    from localci.records import job_log, read_pipeline
+    from localci.records import all_jobs, job_log, read_pipeline
 
     record = read_pipeline(opts.directory, pipeline_id)
     if job is None:
-        for entry in record["jobs"]:
+        for entry in all_jobs(record):
             click.echo(f"{entry['name']:<30} {entry['status']:<10} {entry.get('log') or ''}")
         return
     click.echo(job_log(record, job), nl=False)
