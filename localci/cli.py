@@ -322,6 +322,8 @@ def explain(opts: Options, /, job: str, **kwargs: Any) -> None:
     help="Default job timeout (default 1h; a job's `timeout:` wins).",
 )
 @click.option("--dry-run", is_flag=True, help="Show what would run; run nothing.")
+@click.option("--full-history", is_flag=True,
+              help="Give jobs the whole git history (default: GIT_DEPTH, else 20 like GitLab).")
 @click.option(
     "--json-report",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -344,6 +346,7 @@ def run_command(
     python: str | None,
     timeout: str | None,
     dry_run: bool,
+    full_history: bool,
     json_report: Path | None,
     verbose: bool,
     quiet: bool,
@@ -388,6 +391,7 @@ def run_command(
         color=console.is_terminal,
         offline=offline,
         cancel_on_failure=loaded.pipeline.workflow.on_job_failure == "all",
+        full_history=full_history,
         **downstream,
     )
     result = _execute(

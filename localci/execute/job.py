@@ -21,15 +21,17 @@ from localci.errors import LocalCIError
 from localci.events import Event, JobOutput, JobStarted, Notice
 from localci.execute import script as scripts
 from localci.execute.durations import parse_duration
+from localci.execute.gitsettings import git_settings, prepare_job_workspace
 from localci.execute.process import ProcessOutcome, kill_session, run_bash
 from localci.execute.results import JobResult, Status
 from localci.execute.store import Store
 from localci.execute.venvs import PythonNotFound, VenvFactory, activated_env, python_for_image
-from localci.execute.workspace import Snapshot, Workspace, WorkspacePool, prepare_workspace
+from localci.execute.workspace import Snapshot, Workspace, WorkspacePool
 from localci.plan.model import PlannedJob
 from localci.plan.variables import (
     VarValue,
     expand_gitlab,
+    expand_runner,
     mask_text,
     runner_environment,
     runtime_variables,
@@ -71,6 +73,7 @@ class RunContext:
     color: bool = True
     pip_cache_dir: Path | None = None
     offline: bool = False
+    full_history: bool = False  # `--full-history`: no GIT_DEPTH default, no shallow history
     hooks: JobHooks | None = None
     # Runs trigger jobs (localci.execute.downstream); None: they are reported as not run.
     downstream: Callable[[PlannedJob, threading.Event], JobResult] | None = None
@@ -208,8 +211,17 @@ class JobRunner:
         ctx = self.ctx
         _end_leftovers(ws, writer)
         writer.line(f"Preparing workspace {ws.project_dir}")
-        prepare_workspace(
-            ws, ctx.snapshot, ref=ctx.ref, ref_is_tag=ctx.ref_is_tag, user_git_dir=ctx.user_git_dir
+        git = git_settings(_git_variables(job, ctx), full_history=ctx.full_history)
+        for warning in git.warnings:
+            _note(notes, writer, warning)
+        prepare_job_workspace(
+            ws,
+            ctx.snapshot,
+            git,
+            ref=ctx.ref,
+            ref_is_tag=ctx.ref_is_tag,
+            user_git_dir=ctx.user_git_dir,
+            log=writer.line,
         )
         venv_env = self._venv(job, ws, writer, notes)
         timeout_s = _timeout(job, ctx.default_timeout_s)
@@ -399,6 +411,17 @@ def _failure_allowed(job: PlannedJob, attempt: _Attempt) -> bool:
     if allow.exit_codes:
         return attempt.exit_code in allow.exit_codes
     return allow.allowed
+
+
+def _git_variables(job: PlannedJob, ctx: RunContext) -> dict[str, str]:
+    """The job's GIT_* runner settings (YAML, then the user's variables), expanded."""
+    values = {**job.predefined, **{k: v.value for k, v in job.yaml_variables.items()}}
+    values.update({k: v.value for k, v in ctx.user_variables.items()})
+    return {
+        name: expand_runner(value, values) if "$" in value else value
+        for name, value in values.items()
+        if name.startswith("GIT_")
+    }
 
 
 def _timeout(job: PlannedJob, default: float) -> float:

@@ -45,6 +45,7 @@ class RunOptions:
     color: bool = False
     offline: bool = False
     cancel_on_failure: bool = False  # workflow:auto_cancel:on_job_failure: all
+    full_history: bool = False  # no shallow history (GIT_DEPTH) in any job
     # Child pipelines: names of the user variables that are pipeline variables (`--var`; the
     # rest are project settings), and how to read `trigger:include` from outside the project.
     pipeline_variable_names: frozenset[str] = frozenset()
@@ -125,6 +126,7 @@ def _run_jobs(
         color=options.color,
         pip_cache_dir=user_cache_dir() / "pip",
         offline=options.offline,
+        full_history=options.full_history,
         hooks=hooks_factory(store, pipeline_id) if hooks_factory else None,
     )
 
