@@ -276,11 +276,12 @@ def list_jobs(opts: Options, /, as_json: bool, show_all: bool, **kwargs: Any) ->
     with _gc_paused():  # from the imports on: most of localci is imported here
         from localci.report.listing import json_text, list_json, print_list
 
-        plan = _plan(_load(opts, kwargs))
+        loaded = _load(opts, kwargs)
+        plan = _plan(loaded)
         if as_json:
-            click.echo(json_text(list_json(plan)))
+            click.echo(json_text(list_json(plan, external=loaded.external)))
         else:
-            print_list(plan, show_all=show_all)
+            print_list(plan, show_all=show_all, external=loaded.external)
 
 
 @cli.command()
@@ -296,6 +297,19 @@ def explain(opts: Options, /, job: str, **kwargs: Any) -> None:
         loaded.pipeline, loaded.context, job, user_variables=loaded.user_variables
     ):
         click.echo(line)
+    _explain_child(loaded, job)
+
+
+def _explain_child(loaded: Loaded, name: str) -> None:
+    """For a trigger job: the downstream pipeline it creates and the jobs planned in it."""
+    if not any(j.name == name and j.trigger is not None for j in loaded.pipeline.jobs):
+        return
+    from localci.report.listing import child_lines
+
+    plan = _plan(loaded)
+    for line in child_lines(plan, loaded.external):
+        if line.startswith(f"{name} triggers") or line.startswith(f"{name}: "):
+            click.echo(f"downstream: {line}")
 
 
 @cli.command("run")
@@ -502,7 +516,14 @@ def graph(opts: Options, /, fmt: str, stage_edges: bool, **kwargs: Any) -> None:
     """The pipeline's stages, jobs and needs: a table, or Mermaid / Graphviz DOT source."""
     from localci.report.graph import render_graph
 
-    render_graph(_plan(_load(opts, kwargs)), fmt, _console(None), stage_edges=stage_edges)
+    loaded = _load(opts, kwargs)
+    plan = _plan(loaded)
+    render_graph(plan, fmt, _console(None), stage_edges=stage_edges)
+    if fmt == "text" and plan.created:
+        from localci.report.listing import child_lines
+
+        for line in child_lines(plan, loaded.external):
+            click.echo(line)
 
 
 HOOKS = click.Choice(["pre-push", "pre-commit"])
