@@ -58,6 +58,8 @@ class Loaded:
     pipeline: Pipeline
     context: PipelineContext
     user_variables: Mapping[str, VarValue]
+    # How includes from outside were read: child pipelines (`trigger:include`) read alike.
+    external: ExternalSource | None = None
 
 
 def load(directory: Path, config_file: str, options: ContextOptions) -> Loaded:
@@ -84,7 +86,7 @@ def load(directory: Path, config_file: str, options: ContextOptions) -> Loaded:
     pipeline = load_pipeline(
         directory, config_file, variables=include_vars, changed=changed, external=external
     )
-    return Loaded(pipeline, ctx, user)
+    return Loaded(pipeline, ctx, user, external)
 
 
 def _external_source(directory: Path, options: ContextOptions) -> ExternalSource:

@@ -278,11 +278,12 @@ def list_jobs(opts: Options, /, as_json: bool, show_all: bool, **kwargs: Any) ->
     with _gc_paused():  # from the imports on: most of localci is imported here
         from localci.report.listing import json_text, list_json, print_list
 
-        plan = _plan(_load(opts, kwargs))
+        loaded = _load(opts, kwargs)
+        plan = _plan(loaded)
         if as_json:
-            click.echo(json_text(list_json(plan)))
+            click.echo(json_text(list_json(plan, external=loaded.external)))
         else:
-            print_list(plan, show_all=show_all)
+            print_list(plan, show_all=show_all, external=loaded.external)
 
 
 @cli.command()
@@ -298,6 +299,19 @@ def explain(opts: Options, /, job: str, **kwargs: Any) -> None:
         loaded.pipeline, loaded.context, job, user_variables=loaded.user_variables
     ):
         click.echo(line)
+    _explain_child(loaded, job)
+
+
+def _explain_child(loaded: Loaded, name: str) -> None:
+    """For a trigger job: the downstream pipeline it creates and the jobs planned in it."""
+    if not any(j.name == name and j.trigger is not None for j in loaded.pipeline.jobs):
+        return
+    from localci.report.listing import child_lines
+
+    plan = _plan(loaded)
+    for line in child_lines(plan, loaded.external):
+        if line.startswith(f"{name} triggers") or line.startswith(f"{name}: "):
+            click.echo(f"downstream: {line}")
 
 
 @cli.command("run")
@@ -324,6 +338,8 @@ def explain(opts: Options, /, job: str, **kwargs: Any) -> None:
     help="Default job timeout (default 1h; a job's `timeout:` wins).",
 )
 @click.option("--dry-run", is_flag=True, help="Show what would run; run nothing.")
+@click.option("--full-history", is_flag=True,
+              help="Give jobs the whole git history (default: GIT_DEPTH, else 20 like GitLab).")
 @click.option(
     "--executor",
     type=click.Choice(["auto", "container", "venv", "host"]),
@@ -356,6 +372,7 @@ def run_command(
     dry_run: bool,
     executor: str | None,
     allow_host: bool | None,
+    full_history: bool,
     json_report: Path | None,
     verbose: bool,
     quiet: bool,
@@ -369,6 +386,7 @@ def run_command(
     from localci.plan import select_jobs
 
     offline = bool(kwargs["offline"])
+    downstream = _downstream_options(kwargs)
     loaded = _load(opts, kwargs)
     plan = _plan(loaded)
     console = _console(color)
@@ -402,6 +420,8 @@ def run_command(
         cancel_on_failure=loaded.pipeline.workflow.on_job_failure == "all",
         executor=placement.mode,
         engine=placement.engine,
+        full_history=full_history,
+        **downstream,
     )
     result = _execute(
         selection,
@@ -472,6 +492,19 @@ def pull(opts: Options, /, executor: str | None, **kwargs: Any) -> None:
 
         pull_image(engine, qualified_image(engine, image), platform=platform, log=click.echo)
     click.echo(f"Pulled with {engine.describe()}.")
+def _downstream_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What child pipelines need from the command line: which user variables are pipeline
+    variables (`--var`, forwarded only with `trigger:forward:pipeline_variables`) and how
+    `trigger:include` reads files from outside the project."""
+    from localci.plan.variables import parse_assignment
+
+    names = frozenset(parse_assignment(text)[0] for text in kwargs.get("variables", ()))
+    includes = _include_options(dict(kwargs))
+    return {
+        "pipeline_variable_names": names,
+        "includes": includes["includes"],
+        "notify": includes["notify"],
+    }
 
 
 def _console(color: bool | None) -> Console:
@@ -514,6 +547,8 @@ def _write_report(path: Path, result: RunResult) -> None:
     from localci.execute.store import atomic_write_json
 
     status = "success" if result.passed else "failed"
+    if result.status == "unknown":
+        status = "unknown"
     atomic_write_json(
         path.resolve(),
         {
@@ -530,11 +565,11 @@ def _write_report(path: Path, result: RunResult) -> None:
 @click.pass_obj
 def logs(opts: Options, /, job: str | None, pipeline_id: int | None) -> None:
     """Print a job's log from a run (without JOB: list the run's jobs)."""
-    from localci.records import job_log, read_pipeline
+    from localci.records import all_jobs, job_log, read_pipeline
 
     record = read_pipeline(opts.directory, pipeline_id)
     if job is None:
-        for entry in record["jobs"]:
+        for entry in all_jobs(record):
             click.echo(f"{entry['name']:<30} {entry['status']:<10} {entry.get('log') or ''}")
         return
     click.echo(job_log(record, job), nl=False)
@@ -575,7 +610,14 @@ def graph(opts: Options, /, fmt: str, stage_edges: bool, **kwargs: Any) -> None:
     """The pipeline's stages, jobs and needs: a table, or Mermaid / Graphviz DOT source."""
     from localci.report.graph import render_graph
 
-    render_graph(_plan(_load(opts, kwargs)), fmt, _console(None), stage_edges=stage_edges)
+    loaded = _load(opts, kwargs)
+    plan = _plan(loaded)
+    render_graph(plan, fmt, _console(None), stage_edges=stage_edges)
+    if fmt == "text" and plan.created:
+        from localci.report.listing import child_lines
+
+        for line in child_lines(plan, loaded.external):
+            click.echo(line)
 
 
 HOOKS = click.Choice(["pre-push", "pre-commit"])

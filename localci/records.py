@@ -14,7 +14,7 @@ def read_pipeline(project_dir: Path, pipeline_id: int | None) -> dict[str, Any]:
     """The record of pipeline `pipeline_id` (default: the latest run)."""
     store = Store(project_dir)
     if pipeline_id is None:
-        pipeline_id = store.latest_pipeline_id()
+        pipeline_id = _latest_top_level(store)
         if pipeline_id is None:
             raise UsageError("no run recorded yet in this project; run `localci run` first")
     path = store.pipeline_dir(pipeline_id) / "pipeline.json"
@@ -27,10 +27,45 @@ def read_pipeline(project_dir: Path, pipeline_id: int | None) -> dict[str, Any]:
     return data
 
 
+def _latest_top_level(store: Store) -> int | None:
+    """The newest pipeline that is not a child pipeline (children are shown in their parent)."""
+    latest = store.latest_pipeline_id()
+    if latest is None:
+        return None
+    for candidate in range(latest, max(0, latest - 50), -1):
+        try:
+            data = json.loads((store.pipeline_dir(candidate) / "pipeline.json").read_text())
+        except (OSError, ValueError):
+            return candidate
+        if not isinstance(data, dict) or "parent" not in data:
+            return candidate
+    return latest
+
+
+NESTED = " > "
+
+
+def all_jobs(record: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:
+    """The record's jobs, each followed by the jobs of its child pipeline (`trigger > job`)."""
+    out: list[dict[str, Any]] = []
+    for entry in record.get("jobs", []):
+        name = f"{prefix}{entry['name']}"
+        out.append({**entry, "name": name})
+        downstream = entry.get("downstream")
+        if isinstance(downstream, dict):
+            out.extend(all_jobs(downstream, f"{name}{NESTED}"))
+    return out
+
+
 def job_log(record: dict[str, Any], job: str) -> str:
-    """The log text of `job` in a pipeline record."""
-    names = [entry["name"] for entry in record.get("jobs", [])]
-    entry = next((e for e in record.get("jobs", []) if e["name"] == job), None)
+    """The log text of `job` in a pipeline record (`trigger > job` for a child's job, or the
+    child job's own name when only one job has it)."""
+    jobs = all_jobs(record)
+    names = [entry["name"] for entry in jobs]
+    entry = next((e for e in jobs if e["name"] == job), None)
+    if entry is None:
+        nested = [e for e in jobs if e["name"].rpartition(NESTED)[2] == job]
+        entry = nested[0] if len(nested) == 1 else None
     if entry is None:
         listed = ", ".join(names) or "none"
         raise UsageError(f"pipeline #{record.get('id')} has no job {job!r} (jobs: {listed})")

@@ -23,7 +23,7 @@ from localci.config.includes import (
 from localci.config.model import Pipeline
 from localci.errors import ConfigError, Location, Problem
 
-__all__ = ["Pipeline", "load_pipeline", "load_pipeline_from_text"]
+__all__ = ["Pipeline", "load_pipeline", "load_pipeline_from_source", "load_pipeline_from_text"]
 
 
 def load_pipeline(
@@ -65,6 +65,18 @@ def load_pipeline_from_text(
     """Load a configuration given as text (with optional extra files for includes)."""
     source = MemorySource({**(files or {}), ".gitlab-ci.yml": text})
     return _load(source, ".gitlab-ci.yml", variables, None, None)
+
+
+def load_pipeline_from_source(
+    source: FileSource,
+    root: str,
+    *,
+    variables: Mapping[str, str] | None = None,
+    changed: Callable[[Sequence[str], str | None], bool] | None = None,
+    external: ExternalSource | None = None,
+) -> Pipeline:
+    """Load `root` of `source` (a child pipeline's generated configuration, for instance)."""
+    return _load(source, root, variables, changed, external)
 
 
 def _load(

@@ -24,13 +24,18 @@ from localci.execute.durations import parse_duration
 from localci.execute.environment import JobPaths, RuntimeFacts, host_base, job_environment
 from localci.execute.executors import ContainerExecutor, ScriptSession
 from localci.execute.git_isolation import job_inherited_env
+from localci.execute.gitsettings import git_settings, prepare_job_workspace
 from localci.execute.process import ProcessOutcome, kill_session, run_bash
 from localci.execute.results import JobResult, Status
 from localci.execute.store import Store
 from localci.execute.venvs import PythonNotFound, VenvFactory, activated_env, python_for_image
-from localci.execute.workspace import Snapshot, Workspace, WorkspacePool, prepare_workspace
+from localci.execute.workspace import Snapshot, Workspace, WorkspacePool
 from localci.plan.model import PlannedJob
-from localci.plan.variables import VarValue, mask_text
+from localci.plan.variables import (
+    VarValue,
+    expand_runner,
+    mask_text,
+)
 
 DEFAULT_TIMEOUT_S = 3600.0
 AFTER_SCRIPT_TIMEOUT_S = 300.0
@@ -57,10 +62,13 @@ class RunContext:
     color: bool = True
     pip_cache_dir: Path | None = None
     offline: bool = False
+    full_history: bool = False  # `--full-history`: no GIT_DEPTH default, no shallow history
     hooks: JobHooks | None = None
     executor: str = "auto"  # --executor: auto, container, venv or host
     # Runs the jobs that go to a container (localci.execute.container); None: no engine.
     containers: ContainerExecutor | None = None
+    # Runs trigger jobs (localci.execute.downstream); None: they are reported as not run.
+    downstream: Callable[[PlannedJob, threading.Event], JobResult] | None = None
     _job_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -115,6 +123,8 @@ class JobRunner:
         self.ctx = ctx
 
     def __call__(self, job: PlannedJob, cancel: threading.Event) -> JobResult:
+        if job.job.trigger is not None and self.ctx.downstream is not None:
+            return self.ctx.downstream(job, cancel)
         if job.job.trigger is not None:
             return JobResult(
                 job.name,
@@ -124,7 +134,7 @@ class JobRunner:
                 reason="trigger job: downstream pipelines are not run locally",
             )
         started, started_at = time.monotonic(), time.time()
-        log_path = self.ctx.record_dir / "jobs" / f"{_file_name(job.name)}.log"
+        log_path = self.ctx.record_dir / "jobs" / f"{file_name(job.name)}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         retry = job.job.retry
         max_attempts = 1 + (retry.max if retry else 0)
@@ -195,8 +205,17 @@ class JobRunner:
         ctx = self.ctx
         _end_leftovers(ws, writer)
         writer.line(f"Preparing workspace {ws.project_dir}")
-        prepare_workspace(
-            ws, ctx.snapshot, ref=ctx.ref, ref_is_tag=ctx.ref_is_tag, user_git_dir=ctx.user_git_dir
+        git = git_settings(_git_variables(job, ctx), full_history=ctx.full_history)
+        for warning in git.warnings:
+            _note(notes, writer, warning)
+        prepare_job_workspace(
+            ws,
+            ctx.snapshot,
+            git,
+            ref=ctx.ref,
+            ref_is_tag=ctx.ref_is_tag,
+            user_git_dir=ctx.user_git_dir,
+            log=writer.line,
         )
         timeout_s = _timeout(job, ctx.default_timeout_s)
         hooks = ctx.hooks or JobHooks()
@@ -419,6 +438,17 @@ def _failure_allowed(job: PlannedJob, attempt: _Attempt) -> bool:
     return allow.allowed
 
 
+def _git_variables(job: PlannedJob, ctx: RunContext) -> dict[str, str]:
+    """The job's GIT_* runner settings (YAML, then the user's variables), expanded."""
+    values = {**job.predefined, **{k: v.value for k, v in job.yaml_variables.items()}}
+    values.update({k: v.value for k, v in ctx.user_variables.items()})
+    return {
+        name: expand_runner(value, values) if "$" in value else value
+        for name, value in values.items()
+        if name.startswith("GIT_")
+    }
+
+
 def _timeout(job: PlannedJob, default: float) -> float:
     seconds = parse_duration(job.job.timeout) if job.job.timeout else None
     return seconds or default
@@ -440,7 +470,7 @@ def _note(notes: list[str], writer: _LogWriter, text: str) -> None:
     writer.line(f"WARNING: {text}")
 
 
-def _file_name(name: str) -> str:
+def file_name(name: str) -> str:
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:80] or "job"
     if readable == name:
         return readable

@@ -10,14 +10,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from localci.config.includes import IncludeOptions
 from localci.events import Event, JobFinished, Notice, PipelineFinished, PipelineStarted
 from localci.execute.environment import host_base
 from localci.execute.job import JobHooks, JobRunner, RunContext
-from localci.execute.results import JobResult, RunResult, Status, pipeline_status
+from localci.execute.results import (
+    JobResult,
+    RunResult,
+    Status,
+    pipeline_status,
+    with_downstream_status,
+)
 from localci.execute.scheduler import Scheduler
 from localci.execute.store import LockBusy, Store, atomic_write_json, user_cache_dir
 from localci.execute.venvs import VenvFactory
@@ -27,6 +34,7 @@ from localci.plan.model import Plan, PlannedJob
 if TYPE_CHECKING:
     from localci.execute.container.engine import Engine
     from localci.execute.container.executor import ContainerRunner
+    from localci.execute.downstream import DownstreamRunner
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,12 @@ class RunOptions:
     cancel_on_failure: bool = False  # workflow:auto_cancel:on_job_failure: all
     executor: str = "auto"  # --executor
     engine: Engine | None = None  # the container engine found, if any
+    full_history: bool = False  # no shallow history (GIT_DEPTH) in any job
+    # Child pipelines: names of the user variables that are pipeline variables (`--var`; the
+    # rest are project settings), and how to read `trigger:include` from outside the project.
+    pipeline_variable_names: frozenset[str] = frozenset()
+    includes: IncludeOptions = field(default_factory=IncludeOptions)
+    notify: Callable[[str], None] | None = None
 
 
 def run_pipeline(
@@ -129,6 +143,7 @@ def _run_jobs(
         color=options.color,
         pip_cache_dir=user_cache_dir() / "pip",
         offline=options.offline,
+        full_history=options.full_history,
         hooks=hooks_factory(store, pipeline_id) if hooks_factory else None,
         executor=options.executor,
         containers=containers,
@@ -138,6 +153,7 @@ def _run_jobs(
         results[result.name] = result
         emit(JobFinished(result))
 
+    downstream = _downstream(plan, jobs, options, run_ctx, hooks_factory, pipeline_id)
     Scheduler(
         jobs,
         JobRunner(run_ctx),
@@ -146,6 +162,40 @@ def _run_jobs(
         manual=options.manual,
         cancel_on_failure=options.cancel_on_failure,
     ).run()
+    if downstream is not None:
+        downstream.finish(results)
+
+
+def _downstream(
+    plan: Plan,
+    jobs: Sequence[PlannedJob],
+    options: RunOptions,
+    run_ctx: RunContext,
+    hooks_factory: Callable[[Store, int], JobHooks] | None,
+    pipeline_id: int,
+) -> DownstreamRunner | None:
+    """The runner of trigger jobs (child pipelines), when the selection has any."""
+    if not any(job.job.trigger is not None for job in jobs):
+        return None
+    from localci.execute.downstream import DownstreamRunner, DownstreamSettings
+
+    names = options.pipeline_variable_names
+    user = plan.user_variables
+    runner = DownstreamRunner(
+        run_ctx,
+        DownstreamSettings(
+            plan=plan,
+            max_parallel=options.max_parallel,
+            project_variables={k: v for k, v in user.items() if k not in names},
+            pipeline_variables={k: v for k, v in user.items() if k in names},
+            pipeline_id=pipeline_id,
+            includes=options.includes,
+            hooks_factory=hooks_factory,
+            notify=options.notify,
+        ),
+    )
+    run_ctx.downstream = runner
+    return runner
 
 
 def _container_runner(
@@ -201,6 +251,7 @@ def _finish(
         status = "skipped"
     else:
         status = pipeline_status((r.status, r.allow_failure) for r in results.values())
+        status = with_downstream_status(status, results.values())
     duration = time.monotonic() - started
     _write_record(record, plan, pipeline_id, status, results, duration)
     ordered = tuple(results[j.name] for j in jobs if j.name in results)
@@ -350,6 +401,10 @@ def job_json(result: JobResult) -> dict[str, object]:
     if result.started_at is not None and result.finished_at is not None:
         out["started_at"] = round(result.started_at, 3)
         out["finished_at"] = round(result.finished_at, 3)
+    if result.downstream is not None:
+        from localci.execute.downstream import downstream_json
+
+        out["downstream"] = downstream_json(result.downstream)
     return out
 
 

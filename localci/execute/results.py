@@ -42,6 +42,28 @@ class TestSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class Downstream:
+    """The pipeline a trigger job created (or could not run): shown nested under the job.
+
+    `kind` is "child" or "project"; `status` a pipeline status, "running" while a child
+    runs in the background, or "not run" (a multi-project pipeline localci cannot run).
+    """
+
+    kind: str
+    source: str
+    strategy: str | None = None
+    status: str = "not run"
+    pipeline_id: int | None = None
+    jobs: tuple[JobResult, ...] = ()
+    record_dir: str | None = None
+
+    @property
+    def unknown(self) -> bool:
+        """A pipeline the trigger job depends on whose result nobody knows."""
+        return self.status == "not run" and self.strategy in ("depend", "mirror")
+
+
+@dataclass(frozen=True, slots=True)
 class JobResult:
     """What happened to one job of the plan."""
 
@@ -60,6 +82,7 @@ class JobResult:
     # Wall-clock (epoch seconds) bounds of the job's attempts, for the pipeline page's timeline.
     started_at: float | None = None
     finished_at: float | None = None
+    downstream: Downstream | None = None
 
     @property
     def failed_allowed(self) -> bool:
@@ -146,3 +169,13 @@ def pipeline_status(jobs: Iterable[tuple[Status, bool]]) -> str:
     """The pipeline's status from all its jobs: success, failed, canceled, blocked, skipped."""
     status = composite(jobs, dag=False)
     return {"manual": "blocked", "running": "blocked", "created": "blocked"}.get(status, status)
+
+
+def with_downstream_status(status: str, results: Iterable[JobResult]) -> str:
+    """A passing pipeline whose `strategy: depend` trigger could not run is "unknown", never
+    "success": its result depends on a downstream pipeline localci did not run."""
+    if status in ("success", "skipped") and any(
+        r.downstream is not None and r.downstream.unknown for r in results
+    ):
+        return "unknown"
+    return status

@@ -512,6 +512,18 @@ def prepare_workspace(
     _save_state(ws.state_dir, _SlotState(placed, git_state))
 
 
+def clear_workspace(ws: Workspace) -> None:
+    """An empty project directory (GIT_STRATEGY none/empty): no files, no .git."""
+    try:
+        _ensure_real_dirs(ws)
+        for item in os.scandir(ws.project_dir):
+            _remove(Path(item.path))
+        # The slot's record no longer matches: the next prepare rewrites everything.
+        (ws.state_dir / "state.json").unlink(missing_ok=True)
+    except OSError as exc:
+        raise state_error(Path(exc.filename or ws.project_dir), exc, "clear workspace") from exc
+
+
 def _ensure_real_dirs(ws: Workspace) -> None:
     # A job may have replaced any of these by a symlink; writing through it would escape.
     for path in (ws.builds_dir.parent, ws.builds_dir, ws.project_dir, ws.state_dir):

@@ -12,10 +12,65 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
+    from localci.config.includes import ExternalSource
 
-def list_json(plan: Plan) -> list[dict[str, Any]]:
-    """One object per visible job in definition order; `when` is "never" when excluded."""
-    return [_job_json(plan, job) for job in plan.jobs]
+
+def list_json(
+    plan: Plan, *, external: ExternalSource | None = None, depth: int = 0
+) -> list[dict[str, Any]]:
+    """One object per visible job in definition order; `when` is "never" when excluded.
+
+    A trigger job in the pipeline gets a `child` object: its downstream pipeline's planned
+    jobs in this same shape, or `planned: false` and why (dynamic, multi-project, errors).
+    """
+    out = []
+    for job in plan.jobs:
+        entry = _job_json(plan, job)
+        if job.job.trigger is not None and job.included and plan.created:
+            entry["child"] = _child_json(plan, job, external, depth)
+        out.append(entry)
+    return out
+
+
+def _child_json(
+    plan: Plan, job: PlannedJob, external: ExternalSource | None, depth: int
+) -> dict[str, Any]:
+    from localci.plan.child import plan_child
+
+    child = plan_child(job, plan, external=external, depth=depth)
+    assert child is not None
+    spec = child.spec
+    out: dict[str, Any] = {
+        "kind": "child" if spec.is_child else "project",
+        "source": spec.describe(),
+        "strategy": spec.strategy,
+        "planned": child.plan is not None and child.plan.created,
+    }
+    if child.reason:
+        out["reason"] = child.reason
+    if child.plan is not None and child.plan.created:
+        out["jobs"] = list_json(child.plan, external=external, depth=depth + 1)
+    return out
+
+
+def child_lines(plan: Plan, external: ExternalSource | None = None) -> list[str]:
+    """One line per trigger job of the pipeline: its downstream pipeline and planned jobs."""
+    from localci.plan.child import plan_child
+
+    lines = []
+    for job in plan.ordered():
+        if job.job.trigger is None:
+            continue
+        child = plan_child(job, plan, external=external)
+        assert child is not None
+        strategy = f", strategy: {child.spec.strategy}" if child.spec.strategy else ""
+        head = f"{job.name} triggers {child.spec.describe()}{strategy}"
+        if child.plan is not None and child.plan.created:
+            names = ", ".join(j.name for j in child.plan.ordered())
+            lines.append(f"{head}: child pipeline of {len(child.plan.included)} job(s): {names}")
+        else:
+            lines.append(f"{head}: {child.reason}")
+    return lines
 
 
 def json_text(value: Any) -> str:
@@ -66,7 +121,13 @@ def _job_json(plan: Plan, job: PlannedJob) -> dict[str, Any]:
     return out
 
 
-def print_list(plan: Plan, *, show_all: bool, console: Console | None = None) -> None:
+def print_list(
+    plan: Plan,
+    *,
+    show_all: bool,
+    console: Console | None = None,
+    external: ExternalSource | None = None,
+) -> None:
     """A table grouped by stage: job, when, allow_failure, needs (and the reason with --all)."""
     from rich.console import Console
     from rich.table import Table
@@ -97,6 +158,8 @@ def print_list(plan: Plan, *, show_all: bool, console: Console | None = None) ->
     for job in _ordered(plan, show_all):
         table.add_row(*_row(plan, job, show_all))
     console.print(table)
+    for line in child_lines(plan, external) if plan.created else ():
+        console.print(Text(line))
     excluded = sum(1 for j in plan.jobs if not (j.included and plan.created))
     if excluded and not show_all:
         console.print(f"{excluded} job(s) not in this pipeline; `localci list --all` shows why")

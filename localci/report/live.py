@@ -270,9 +270,20 @@ class LiveReporter:
         if view is None:  # an event for a job PipelineStarted did not list: show it anyway
             view = JobView(name, stage, "on_success", JOB_STYLES[len(self.views) % len(JOB_STYLES)])
             self.views[name] = view
+            self._nest(name)
             if stage and stage not in self.stages:
                 self.stages.append(stage)
         return view
+
+    def _nest(self, name: str) -> None:
+        """A child pipeline's job (`trigger > job`) goes right after its trigger's other jobs."""
+        trigger = name.rpartition(" > ")[0]
+        if not trigger or trigger not in self.views:
+            return
+        names = [n for n in self.views if n != name]
+        after = max(i for i, n in enumerate(names) if n == trigger or n.startswith(trigger + " > "))
+        names.insert(after + 1, name)
+        self.views = {n: self.views[n] for n in names}
 
     def _job_started(self, event: JobStarted) -> Iterable[RenderableType]:
         view = self._view(event.name, event.stage)

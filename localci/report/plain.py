@@ -75,6 +75,8 @@ class PlainReporter:
     def _line(self, job: str, text: str | Text) -> None:
         if self.verbosity == 0:
             return
+        if len(job) > self.width and " > " in job:  # a child pipeline's job, shown in full
+            self.width = min(30, len(job))
         style = self.styles.setdefault(job, JOB_STYLES[len(self.styles) % len(JOB_STYLES)])
         name = job if len(job) <= self.width else job[: self.width - 1] + "…"
         prefix = Text(f"[{name:<{self.width}}] ", style=style)

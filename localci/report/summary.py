@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -27,7 +28,42 @@ PIPELINE_TEXT = {
     "canceled": ("canceled", "magenta"),
     "blocked": ("blocked (waiting for a manual job)", "yellow"),
     "skipped": ("skipped (no job ran)", "dim"),
+    "unknown": ("result unknown: a downstream pipeline it depends on was not run", "yellow"),
 }
+# How a child pipeline's jobs are named under their trigger job (as in the live output).
+NESTED = " > "
+
+
+def flattened(jobs: Sequence[JobResult]) -> list[JobResult]:
+    """Jobs with the jobs of their child pipelines right after them, named `trigger > job`."""
+    out: list[JobResult] = []
+    for job in jobs:
+        out.append(job)
+        if job.downstream is not None and job.downstream.jobs:
+            children = flattened(job.downstream.jobs)
+            out.extend(replace(child, name=f"{job.name}{NESTED}{child.name}") for child in children)
+    return out
+
+
+def downstream_lines(jobs: Sequence[JobResult], prefix: str = "") -> list[tuple[str, str]]:
+    """One line per downstream pipeline: what it was, its status and what that meant."""
+    lines: list[tuple[str, str]] = []
+    for job in jobs:
+        ds = job.downstream
+        if ds is None:
+            continue
+        name = f"{prefix}{job.name}"
+        if ds.kind == "project":
+            text = f"{name}: downstream {ds.source} not run"
+            if ds.unknown:
+                text += f" (strategy: {ds.strategy}: the pipeline's result is unknown)"
+            lines.append((text, "yellow"))
+            continue
+        how = f"strategy: {ds.strategy}" if ds.strategy else "no strategy: does not affect this one"
+        style = "red" if ds.status == "failed" else "green" if ds.status == "success" else "yellow"
+        lines.append((f"{name}: child pipeline #{ds.pipeline_id} {ds.status} ({how})", style))
+        lines.extend(downstream_lines(ds.jobs, f"{name}{NESTED}"))
+    return lines
 
 
 def status_label(result: JobResult) -> tuple[str, str]:
@@ -38,7 +74,7 @@ def status_label(result: JobResult) -> tuple[str, str]:
 
 def print_failed_tails(console: Console, result: RunResult) -> None:
     """The last lines of every failed job's log, with the path of the full log."""
-    for job in result.jobs:
+    for job in flattened(result.jobs):
         if job.status is not Status.FAILED or not job.log:
             continue
         label, style = status_label(job)
@@ -156,13 +192,16 @@ def tests_summary(job: JobResult) -> str:
 def print_summary(console: Console, result: RunResult) -> None:
     print_failed_tails(console, result)
     console.print()
-    if result.jobs:
-        fast = fast_summary_table(result.jobs, console.width)
+    jobs = flattened(result.jobs)
+    if jobs:
+        fast = fast_summary_table(jobs, console.width)
         if fast is not None:
             console.print(fast, soft_wrap=True, end="")
         else:
-            console.print(summary_table(result.jobs))
-    for job in result.jobs:
+            console.print(summary_table(jobs))
+    for text, style in downstream_lines(result.jobs):
+        console.print(Text(text, style=style))
+    for job in jobs:
         if job.tests and job.tests.failed_names:
             console.print(Text(f"{job.name}: failed tests:", style="red"))
             for name in job.tests.failed_names[:20]:
@@ -175,7 +214,7 @@ def print_summary(console: Console, result: RunResult) -> None:
             f" in {result.duration_s:.1f}s",
         )
     )
-    if any(j.status is Status.FAILED for j in result.jobs):
+    if any(j.status is Status.FAILED for j in jobs):
         console.print(Text("see a job's log: localci logs JOB", style="dim"))
     print_page_line(console, result)
 

@@ -1,0 +1,374 @@
+"""Child pipelines (`trigger:`) run for real: real git repositories, real bash, real records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.helpers import make_repo, run_cli
+
+
+def report(repo: Path, *args: str) -> tuple[int, dict, str]:
+    out = repo.parent / "report.json"
+    out.unlink(missing_ok=True)
+    result = run_cli(repo, "run", "--no-tty", "--json-report", str(out), *args)
+    data = json.loads(out.read_text()) if out.exists() else {}
+    return result.exit_code, data, result.output
+
+
+def job(data: dict, name: str) -> dict:
+    return next(j for j in data["jobs"] if j["name"] == name)
+
+
+def child_jobs(data: dict, trigger: str) -> dict[str, dict]:
+    return {j["name"]: j for j in job(data, trigger)["downstream"]["jobs"]}
+
+
+FAILING_CHILD = """
+child-test:
+  script:
+    - echo "in the child"
+    - exit 1
+"""
+
+
+def test_a_failing_child_fails_the_parent_only_with_strategy_depend(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": """
+                independent:
+                  trigger:
+                    include: child.yml
+                dependent:
+                  trigger:
+                    include:
+                      - local: child.yml
+                    strategy: depend
+            """,
+            "child.yml": FAILING_CHILD,
+        },
+    )
+    code, data, output = report(repo, "independent")
+    assert code == 0, output
+    assert data["status"] == "success"
+    assert job(data, "independent")["status"] == "success"
+    downstream = job(data, "independent")["downstream"]
+    assert downstream["status"] == "failed"  # never hidden, although it does not count
+    assert child_jobs(data, "independent")["child-test"]["status"] == "failed"
+    assert "independent > child-test" in output
+    assert "child pipeline" in output and "failed" in output
+
+    code, data, output = report(repo, "dependent")
+    assert code == 1, output
+    assert data["status"] == "failed"
+    assert job(data, "dependent")["status"] == "failed"
+    assert "in the child" in Path(child_jobs(data, "dependent")["child-test"]["log"]).read_text()
+    assert "Pipeline #" in output and "passed" not in output.splitlines()[-2]
+
+
+def test_dynamic_child_generated_by_a_job_fails_the_run(tmp_path: Path) -> None:
+    """The issue's false green: a generated child that exits 1 under strategy: depend."""
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": """
+                stages: [generate, run]
+                generate:
+                  stage: generate
+                  script:
+                    - |
+                      cat > generated.yml <<'YAML'
+                      generated-job:
+                        script:
+                          - echo "generated for $TARGET"
+                          - exit 1
+                      YAML
+                  artifacts:
+                    paths: [generated.yml]
+                run-generated:
+                  stage: run
+                  needs: [generate]
+                  variables:
+                    TARGET: linux
+                  trigger:
+                    include:
+                      - artifact: generated.yml
+                        job: generate
+                    strategy: depend
+            """,
+        },
+    )
+    code, data, output = report(repo)
+    assert code == 1, output
+    assert data["status"] == "failed"
+    assert job(data, "run-generated")["status"] == "failed"
+    child = child_jobs(data, "run-generated")["generated-job"]
+    assert child["status"] == "failed"
+    assert "generated for linux" in Path(child["log"]).read_text()
+    logs = run_cli(repo, "logs")
+    assert "run-generated > generated-job" in logs.stdout
+    assert "generated for linux" in run_cli(repo, "logs", "run-generated > generated-job").stdout
+    assert "generated for linux" in run_cli(repo, "logs", "generated-job").stdout
+
+
+def test_child_variables_source_workflow_and_forwarding(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": """
+                variables:
+                  GLOBAL_VAR: from-global
+                default:
+                  before_script: [echo parent default]
+                plain:
+                  variables:
+                    PARENT_PIPELINE_ID: $CI_PIPELINE_ID
+                    OVERRIDDEN: by-trigger
+                  trigger:
+                    include: [child-a.yml, child-b.yml]
+                    strategy: depend
+                no-yaml:
+                  variables:
+                    OVERRIDDEN: by-trigger
+                  trigger:
+                    include: child-a.yml
+                    forward:
+                      yaml_variables: false
+                      pipeline_variables: true
+                    strategy: depend
+            """,
+            "child-a.yml": """
+                workflow:
+                  rules:
+                    - if: $CI_PIPELINE_SOURCE == "parent_pipeline"
+                variables:
+                  OVERRIDDEN: by-child-yaml
+                show-a:
+                  script:
+                    - echo "source=$CI_PIPELINE_SOURCE parent=$PARENT_PIPELINE_ID"
+                    - echo "global=$GLOBAL_VAR overridden=$OVERRIDDEN cli=$CLI_VAR"
+            """,
+            "child-b.yml": """
+                show-b:
+                  rules:
+                    - if: $CI_PIPELINE_SOURCE == "push"
+                      when: never
+                    - when: on_success
+                  script: [echo second file]
+            """,
+        },
+    )
+    code, data, output = report(repo, "--var", "CLI_VAR=from-cli")
+    assert code == 0, output
+    plain = child_jobs(data, "plain")
+    assert set(plain) == {"show-a", "show-b"}
+    log = Path(plain["show-a"]["log"]).read_text()
+    assert "source=parent_pipeline parent=1" in log
+    # trigger variables beat the child's YAML; --var is not forwarded by default
+    assert "global=from-global overridden=by-trigger cli=\n" in log
+    assert "parent default" not in log  # `default:` is not passed down
+    log = Path(child_jobs(data, "no-yaml")["show-a"]["log"]).read_text()
+    assert "global= overridden=by-child-yaml cli=from-cli" in log
+
+
+def test_workflow_rules_filtering_the_child_fail_the_trigger(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": """
+                trigger-it:
+                  trigger:
+                    include: child.yml
+            """,
+            "child.yml": """
+                workflow:
+                  rules:
+                    - if: $CI_PIPELINE_SOURCE == "push"
+                never-here:
+                  script: [echo no]
+            """,
+        },
+    )
+    code, data, output = report(repo)
+    assert code == 1, output
+    assert job(data, "trigger-it")["status"] == "failed"
+    assert "could not be created" in job(data, "trigger-it")["reason"]
+
+
+def test_needs_pipeline_artifacts_come_from_the_parent(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": """
+                stages: [build, deploy]
+                build:
+                  stage: build
+                  script:
+                    - mkdir -p dist && echo "built in the parent" > dist/app.txt
+                    - echo "BUILD_VERSION=1.2.3" > build.env
+                  artifacts:
+                    paths: [dist/]
+                    reports:
+                      dotenv: build.env
+                deploy:
+                  stage: deploy
+                  variables:
+                    PARENT_PIPELINE_ID: $CI_PIPELINE_ID
+                  trigger:
+                    include: deploy.yml
+                    strategy: depend
+            """,
+            "deploy.yml": """
+                use-build:
+                  needs:
+                    - pipeline: $PARENT_PIPELINE_ID
+                      job: build
+                  script:
+                    - cat dist/app.txt
+                    - echo "version=$BUILD_VERSION"
+                    - test "$CI_PIPELINE_ID" != "$PARENT_PIPELINE_ID"
+            """,
+        },
+    )
+    code, data, output = report(repo)
+    assert code == 0, output
+    log = Path(child_jobs(data, "deploy")["use-build"]["log"]).read_text()
+    assert "built in the parent" in log
+    assert "version=1.2.3" in log
+
+
+def test_nesting_stops_at_grandchildren_with_gitlabs_error(tmp_path: Path) -> None:
+    def level(name: str, next_file: str) -> str:
+        return f"""
+            {name}:
+              script: [echo at {name}]
+            down-from-{name}:
+              trigger:
+                include: {next_file}
+                strategy: depend
+        """
+
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": level("parent", "child.yml"),
+            "child.yml": level("child", "grandchild.yml"),
+            "grandchild.yml": level("grandchild", "too-deep.yml"),
+            "too-deep.yml": "never:\n  script: [echo never]\n",
+        },
+    )
+    code, data, output = report(repo)
+    assert code == 1, output
+    child = child_jobs(data, "down-from-parent")
+    grandchild = {j["name"]: j for j in child["down-from-child"]["downstream"]["jobs"]}
+    assert grandchild["grandchild"]["status"] == "success"
+    deepest = grandchild["down-from-grandchild"]
+    assert deepest["status"] == "failed"
+    assert deepest["reason"] == "You reached the maximum depth of child pipelines"
+    assert "down-from-parent > down-from-child > grandchild" in output
+
+
+def test_unmapped_multi_project_trigger_is_never_reported_as_passed(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": """
+                build:
+                  script: [echo build]
+                deploy-other:
+                  trigger:
+                    project: group/other
+                    strategy: depend
+            """,
+        },
+    )
+    code, data, output = report(repo)
+    assert code == 1, output
+    assert data["status"] == "unknown"
+    assert "result unknown" in output
+    assert "passed in" not in output
+    assert "not run: downstream project pipeline" in job(data, "deploy-other")["reason"]
+
+    (repo / ".gitlab-ci.yml").write_text(
+        "build:\n  script: [echo build]\nnotify:\n  trigger: group/other\n"
+    )
+    code, data, output = report(repo)
+    assert code == 0, output
+    assert "not run" in output
+
+
+def test_list_json_explain_and_graph_show_child_pipelines(tmp_path: Path) -> None:
+    shared = make_repo(
+        tmp_path / "shared",
+        {
+            "templates/child.yml": """
+                spec:
+                  inputs:
+                    target:
+                      default: nowhere
+                ---
+                deploy-$[[ inputs.target ]]:
+                  script:
+                    - echo deploy to $[[ inputs.target ]]
+            """,
+        },
+        remote=None,
+    )
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": """
+                stages: [build, deploy]
+                gen:
+                  stage: build
+                  script:
+                    - |
+                      printf 'x:\\n  script: [exit 0]\\n' > gen.yml
+                  artifacts: {paths: [gen.yml]}
+                from-project:
+                  stage: deploy
+                  trigger:
+                    include:
+                      - project: group/shared
+                        file: templates/child.yml
+                        inputs:
+                          target: staging
+                    strategy: depend
+                dynamic:
+                  stage: deploy
+                  trigger:
+                    include:
+                      - artifact: gen.yml
+                        job: gen
+                other-project:
+                  stage: deploy
+                  trigger:
+                    project: group/other
+                    branch: main
+            """,
+        },
+    )
+    mapping = ("--include-map", f"group/shared={shared}")
+    listed = run_cli(repo, "list", "--json", *mapping)
+    assert listed.exit_code == 0, listed.output
+    jobs = {j["name"]: j for j in json.loads(listed.stdout)}
+    assert "child" not in jobs["gen"]
+    child = jobs["from-project"]["child"]
+    assert child["planned"] is True and child["strategy"] == "depend"
+    assert [j["name"] for j in child["jobs"]] == ["deploy-staging"]
+    assert jobs["dynamic"]["child"]["planned"] is False
+    assert "dynamic child pipeline, generated by gen" in jobs["dynamic"]["child"]["reason"]
+    assert jobs["other-project"]["child"]["kind"] == "project"
+
+    explained = run_cli(repo, "explain", "from-project", *mapping)
+    assert "child pipeline of 1 job(s): deploy-staging" in explained.stdout
+    graph = run_cli(repo, "graph", *mapping)
+    assert "dynamic triggers artifact gen.yml of job gen" in graph.stdout
+
+    code, data, output = report(repo, *mapping)
+    assert code == 0, output
+    log = Path(child_jobs(data, "from-project")["deploy-staging"]["log"]).read_text()
+    assert "deploy to staging" in log
+    assert child_jobs(data, "dynamic")["x"]["status"] == "success"
+    assert "not run: downstream project pipeline" in job(data, "other-project")["reason"]
