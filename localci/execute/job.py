@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -21,10 +22,16 @@ from localci.errors import LocalCIError
 from localci.events import Event, JobOutput, JobStarted, Notice
 from localci.execute import script as scripts
 from localci.execute.durations import parse_duration
+from localci.execute.interpreters import (
+    PythonChoice,
+    choose_for_job,
+    discover_here,
+    python_free_path,
+)
 from localci.execute.process import ProcessOutcome, kill_session, run_bash
 from localci.execute.results import JobResult, Status
 from localci.execute.store import Store
-from localci.execute.venvs import PythonNotFound, VenvFactory, activated_env, python_for_image
+from localci.execute.venvs import VenvFactory, activated_env
 from localci.execute.workspace import Snapshot, Workspace, WorkspacePool, prepare_workspace
 from localci.plan.model import PlannedJob
 from localci.plan.variables import (
@@ -168,6 +175,7 @@ class JobRunner:
             tests=attempt.extra.get("tests"),  # type: ignore[arg-type]
             coverage=attempt.extra.get("coverage"),  # type: ignore[arg-type]
             notes=tuple(notes),
+            python_substitution=next((n for n in notes if n.startswith("ran on ")), ""),
         )
 
     def _attempt(
@@ -202,12 +210,15 @@ class JobRunner:
         notes: list[str],
     ) -> _Attempt:
         ctx = self.ctx
+        python = self.python_choice(job)
+        if python.substitution:  # the log's first line: the job did not run as written
+            _note(notes, writer, python.substitution)
         _end_leftovers(ws, writer)
         writer.line(f"Preparing workspace {ws.project_dir}")
         prepare_workspace(
             ws, ctx.snapshot, ref=ctx.ref, ref_is_tag=ctx.ref_is_tag, user_git_dir=ctx.user_git_dir
         )
-        venv_env = self._venv(job, ws, writer, notes)
+        venv_env = self._venv(job, python, ws, writer, notes)
         timeout_s = _timeout(job, ctx.default_timeout_s)
         env = self._environment(job, ws, timeout_s, venv_env)
         hooks = ctx.hooks or JobHooks()
@@ -239,31 +250,34 @@ class JobRunner:
             )
         return attempt
 
+    def python_choice(self, job: PlannedJob) -> PythonChoice:
+        """The interpreter `job` runs on (also what `--dry-run` shows)."""
+        image = _expand_image(job.job.image.name if job.job.image else None, job)
+        uv = shutil.which("uv", path=self.ctx.base_env.get("PATH")) is not None
+        return choose_for_job(image, self.ctx.python, discover_here(), uv_available=uv)
+
     def _venv(
-        self, job: PlannedJob, ws: Workspace, writer: _LogWriter, notes: list[str]
+        self,
+        job: PlannedJob,
+        python: PythonChoice,
+        ws: Workspace,
+        writer: _LogWriter,
+        notes: list[str],
     ) -> dict[str, str]:
         image = job.job.image.name if job.job.image else None
-        wanted = self.ctx.python or python_for_image(_expand_image(image, job))
-        if image and not python_for_image(_expand_image(image, job)) and not self.ctx.python:
+        if image and not python.python_image and not self.ctx.python:
             _note(
                 notes,
                 writer,
                 f"image {image!r} is not emulated: the job runs on this machine's tools",
             )
         dest, record = ws.builds_dir / "venv", ws.state_dir / "venv.json"
-        try:
-            venv, kept = self.ctx.venvs.fresh(dest, wanted, record)
-        except PythonNotFound:
-            _note(
-                notes,
-                writer,
-                f"Python {wanted} is not installed here; using the default interpreter instead",
-            )
-            fallback = self.ctx.python if wanted != self.ctx.python else None
-            venv, kept = self.ctx.venvs.fresh(dest, fallback, record)
+        venv, kept = self.ctx.venvs.fresh(dest, python.spec, record, log=writer.line)
         how = "untouched since its creation, kept" if kept else "created"
         writer.line(f"Using Python {venv.version} in a fresh virtualenv ({how})")
         base = {k: v for k, v in self.ctx.base_env.items() if k not in DROPPED_ENV}
+        if python.python_image:
+            base["PATH"] = python_free_path(base.get("PATH", ""), Path.home())
         return activated_env(base, venv)
 
     def _environment(

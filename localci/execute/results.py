@@ -57,6 +57,7 @@ class JobResult:
     tests: TestSummary | None = None
     coverage: float | None = None
     notes: tuple[str, ...] = ()
+    python_substitution: str = ""  # "ran on 3.11 instead of 3.9": the image's Python is missing
 
     @property
     def failed_allowed(self) -> bool:
