@@ -323,6 +323,12 @@ def explain(opts: Options, /, job: str, **kwargs: Any) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Show what would run; run nothing.")
 @click.option(
+    "--install-python",
+    is_flag=True,
+    help="First install (with uv) the Python versions the jobs' images name and this "
+    "machine lacks.",
+)
+@click.option(
     "--json-report",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write a JSON report of the run to this file.",
@@ -344,6 +350,7 @@ def run_command(
     python: str | None,
     timeout: str | None,
     dry_run: bool,
+    install_python: bool,
     json_report: Path | None,
     verbose: bool,
     quiet: bool,
@@ -375,7 +382,10 @@ def run_command(
         from localci.report.listing import print_list
 
         print_list(selection, show_all=False, console=console)
+        _print_job_interpreters(console, jobs, python)
         return
+    if install_python:
+        _install_pythons(console, jobs, python)
     seconds = parse_duration(timeout) if timeout else None
     if timeout and seconds is None:
         raise UsageError(f"--timeout {timeout!r}: not a duration (e.g. 30m, 1h 30m, 600)")
@@ -400,6 +410,31 @@ def run_command(
         _write_report(json_report, result)
     if not result.passed:
         raise SystemExit(1)
+
+
+def _print_job_interpreters(console: Console, jobs: list[PlannedJob], python: str | None) -> None:
+    from localci.report.pythons import print_job_interpreters
+
+    print_job_interpreters(console, jobs, python, os.environ)
+
+
+def _install_pythons(console: Console, jobs: list[PlannedJob], python: str | None) -> None:
+    from localci.report.pythons import install_missing_pythons
+
+    installed = install_missing_pythons(jobs, python, os.environ)
+    if installed:
+        console.print(f"Installed Python {', '.join(installed)} with uv", markup=False)
+
+
+@cli.command()
+@click.pass_obj
+def doctor(opts: Options, /) -> None:
+    """What runs depend on here: Python interpreters (and the image tags they serve), git, uv,
+    the container engine, free disk in .localci/."""
+    from localci.report.pythons import print_doctor
+
+    if not print_doctor(_console(None), opts.directory, os.environ):
+        raise SystemExit(3)
 
 
 def _console(color: bool | None) -> Console:

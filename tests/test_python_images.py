@@ -120,3 +120,58 @@ def test_a_cleared_user_cache_does_not_break_the_kept_venv(
         result = run_cli(repo, "run", "--no-tty", "-v")
         assert result.exit_code == 0, result.output
         assert "No module named" not in result.output
+
+
+def test_doctor_lists_interpreters_tags_and_dependencies(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "p", {".gitlab-ci.yml": "j:\n  script: [true]\n"})
+    result = run_cli(repo, "doctor")
+    assert result.exit_code == 0, result.output
+    newest = max(i for i in discover_here() if i.version[:2] >= (3, 6))
+    assert f"python:{newest.minor}" in result.output
+    for line in ("git: git version", "uv: ", "container engine: not supported yet",
+                 "free disk in .localci/: "):  # fmt: skip
+        assert line in result.output
+
+
+def test_dry_run_names_each_job_interpreter(tmp_path: Path) -> None:
+    config = "a:\n  image: python:3.4\n  script: [true]\nb:\n  script: [true]\n"
+    repo = make_repo(tmp_path / "p", {".gitlab-ci.yml": config})
+    result = run_cli(repo, "run", "--dry-run")
+    assert result.exit_code == 0, result.output
+    own = current_interpreter()
+    text = " ".join(result.output.split())
+    assert f"a: Python {own.full} (localci: {own.path}); ran on {own.minor} instead of 3.4" in text
+    assert f"b: Python {own.full}" in text
+
+
+def test_install_python_runs_uv_before_the_pipeline_and_uses_what_it_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uv is stood in for by a script that lays out an install the way uv does (no network)."""
+    bin_dir, installs = tmp_path / "bin", tmp_path / "uv-pythons"
+    bin_dir.mkdir()
+    real = current_interpreter().path
+    uv = bin_dir / "uv"
+    uv.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> {tmp_path}/uv-calls\n'
+        f"mkdir -p {installs}/cpython-3.99.1-linux-x86_64-gnu/bin\n"
+        f"cd {installs}/cpython-3.99.1-linux-x86_64-gnu/bin\n"
+        f"printf '#!/bin/sh\\nexec {real} \"$@\"\\n' > python3.99 && chmod +x python3.99\n"
+    )
+    uv.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("UV_PYTHON_INSTALL_DIR", str(installs))
+    discover_here.cache_clear()
+    config = "j:\n  image: python:3.99\n  script: [python -c 'import sys; print(sys.prefix)']\n"
+    repo = make_repo(tmp_path / "p", {".gitlab-ci.yml": config})
+    report = tmp_path / "report.json"
+    try:
+        hint = run_cli(repo, "run", "--dry-run")
+        assert "`uv python install 3.99` installs it" in " ".join(hint.output.split())
+        result = run_cli(repo, "run", "--no-tty", "--install-python", "--json-report", str(report))
+    finally:
+        discover_here.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "uv-calls").read_text() == "python install 3.99\n"
+    assert "python_substitution" not in json.loads(report.read_text())["jobs"][0]

@@ -50,7 +50,7 @@ _IMAGES: dict[str, re.Pattern[str]] = {
 # Which source wins between two installs of the same X.Y.Z (a managed install is the one the
 # developer chose on purpose; /usr/bin belongs to the OS).
 _SYSTEM_DIRS = ("/usr/bin", "/usr/local/bin")  # where Debian, deadsnakes and `make install` put it
-_SOURCE_RANK = ("pyenv", "uv", "asdf", "mise", "Homebrew", "python.org", "PATH", "system")
+_SOURCE_RANK = ("pyenv", "uv", "asdf", "mise", "Homebrew", "python.org", "system", "PATH")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -331,6 +331,8 @@ class PythonChoice:
             return f"Python at {self.spec} (--python)"
         chosen = self.interpreter or current_interpreter()
         text = f"Python {chosen.full} ({chosen.source}: {chosen.path})"
+        if chosen.version[:2] < (3, 6):
+            text += f" - the job fails: no virtualenv for Python {chosen.minor}"
         return f"{text}; {self.substitution}" if self.substitution else text
 
 

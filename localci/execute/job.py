@@ -251,10 +251,7 @@ class JobRunner:
         return attempt
 
     def python_choice(self, job: PlannedJob) -> PythonChoice:
-        """The interpreter `job` runs on (also what `--dry-run` shows)."""
-        image = _expand_image(job.job.image.name if job.job.image else None, job)
-        uv = shutil.which("uv", path=self.ctx.base_env.get("PATH")) is not None
-        return choose_for_job(image, self.ctx.python, discover_here(), uv_available=uv)
+        return python_for_job(job, self.ctx.python, self.ctx.base_env)
 
     def _venv(
         self,
@@ -425,6 +422,13 @@ def _environment_tuple(job: PlannedJob) -> tuple[str, str | None, str, str | Non
     if env is None:
         return None
     return (env.name, env.url, env.action, env.deployment_tier)
+
+
+def python_for_job(job: PlannedJob, option: str | None, env: Mapping[str, str]) -> PythonChoice:
+    """The interpreter `job` runs on, for `--python option` (also what `--dry-run` shows)."""
+    image = _expand_image(job.job.image.name if job.job.image else None, job)
+    uv = shutil.which("uv", path=env.get("PATH")) is not None
+    return choose_for_job(image, option, discover_here(), uv_available=uv)
 
 
 def _expand_image(image: str | None, job: PlannedJob) -> str | None:

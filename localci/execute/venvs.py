@@ -47,9 +47,13 @@ _RECORD_FORMAT = 1
 class PythonNotFound(LocalCIError):
     """No local interpreter matches the requested Python (e.g. `python:3.9` without a 3.9)."""
 
+    exit_code = 3  # the machine's setup to fix (jobs turn it into their own failure)
+
 
 class PythonUnsupported(LocalCIError):
     """The interpreter exists but no virtualenv can be made for it (Python 2.7)."""
+
+    exit_code = 3
 
 
 def _quiet(_line: str) -> None:
