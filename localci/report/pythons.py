@@ -63,7 +63,7 @@ def served_tags(interpreter: Interpreter, found: Sequence[Interpreter]) -> str:
         tags.insert(0, f"python:{interpreter.version[0]}")
     if interpreter.version[:2] < _OLDEST_USABLE and tags:
         return f"{', '.join(tags)} (jobs fail: no virtualenv for Python {interpreter.minor})"
-    return ", ".join(tags) or "(a newer patch of the same version wins)"
+    return ", ".join(tags) or f"none (another {interpreter.minor} is used)"
 
 
 def dependencies(project_dir: Path, env: Mapping[str, str]) -> list[Dependency]:
