@@ -349,6 +349,12 @@ def _explain_child(loaded: Loaded, name: str) -> None:
     "--allow-host", is_flag=True, default=None, help="As root, run non-emulated images here."
 )
 @click.option(
+    "--install-python",
+    is_flag=True,
+    help="First install (with uv) the Python versions the jobs' images name and this "
+    "machine lacks.",
+)
+@click.option(
     "--json-report",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write a JSON report of the run to this file.",
@@ -373,6 +379,7 @@ def run_command(
     executor: str | None,
     allow_host: bool | None,
     full_history: bool,
+    install_python: bool,
     json_report: Path | None,
     verbose: bool,
     quiet: bool,
@@ -406,7 +413,10 @@ def run_command(
         from localci.report.listing import print_list
 
         print_list(selection, show_all=False, console=console)
+        _print_job_interpreters(console, jobs, python)
         return
+    if install_python:
+        _install_pythons(console, jobs, python)
     seconds = parse_duration(timeout) if timeout else None
     if timeout and seconds is None:
         raise UsageError(f"--timeout {timeout!r}: not a duration (e.g. 30m, 1h 30m, 600)")
@@ -505,6 +515,29 @@ def _downstream_options(kwargs: dict[str, Any]) -> dict[str, Any]:
         "includes": includes["includes"],
         "notify": includes["notify"],
     }
+def _print_job_interpreters(console: Console, jobs: list[PlannedJob], python: str | None) -> None:
+    from localci.report.pythons import print_job_interpreters
+
+    print_job_interpreters(console, jobs, python, os.environ)
+
+
+def _install_pythons(console: Console, jobs: list[PlannedJob], python: str | None) -> None:
+    from localci.report.pythons import install_missing_pythons
+
+    installed = install_missing_pythons(jobs, python, os.environ)
+    if installed:
+        console.print(f"Installed Python {', '.join(installed)} with uv", markup=False)
+
+
+@cli.command()
+@click.pass_obj
+def doctor(opts: Options, /) -> None:
+    """What runs depend on here: Python interpreters (and the image tags they serve), git, uv,
+    the container engine, free disk in .localci/."""
+    from localci.report.pythons import print_doctor
+
+    if not print_doctor(_console(None), opts.directory, os.environ):
+        raise SystemExit(3)
 
 
 def _console(color: bool | None) -> Console:

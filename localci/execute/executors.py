@@ -11,8 +11,8 @@ from contextlib import AbstractContextManager
 from typing import Literal, Protocol
 
 from localci.execute.environment import RuntimeFacts
+from localci.execute.interpreters import request_for_image
 from localci.execute.process import ProcessOutcome
-from localci.execute.venvs import python_for_image
 from localci.execute.workspace import Workspace
 from localci.plan.model import PlannedJob
 from localci.plan.variables import VarValue
@@ -97,6 +97,6 @@ def executor_for(job: PlannedJob, mode: str, engine_usable: bool) -> Place:
     image = job_image(job)
     if mode == "venv" or image is None or not engine_usable:
         return "venv"
-    if mode == "container" or python_for_image(image) is None:
+    if mode == "container" or request_for_image(image) is None:
         return "container"
     return "venv"

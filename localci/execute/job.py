@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import itertools
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,10 +26,16 @@ from localci.execute.environment import JobPaths, RuntimeFacts, host_base, job_e
 from localci.execute.executors import ContainerExecutor, ScriptSession
 from localci.execute.git_isolation import job_inherited_env
 from localci.execute.gitsettings import git_settings, prepare_job_workspace
+from localci.execute.interpreters import (
+    PythonChoice,
+    choose_for_job,
+    discover_here,
+    python_free_path,
+)
 from localci.execute.process import ProcessOutcome, kill_session, run_bash
 from localci.execute.results import JobResult, Status
 from localci.execute.store import Store
-from localci.execute.venvs import PythonNotFound, VenvFactory, activated_env, python_for_image
+from localci.execute.venvs import VenvFactory, activated_env
 from localci.execute.workspace import Snapshot, Workspace, WorkspacePool
 from localci.plan.model import PlannedJob
 from localci.plan.variables import (
@@ -169,6 +176,7 @@ class JobRunner:
             notes=tuple(notes),
             started_at=started_at,
             finished_at=time.time(),
+            python_substitution=next((n for n in notes if n.startswith("ran on ")), ""),
         )
 
     def _attempt(
@@ -203,6 +211,9 @@ class JobRunner:
         notes: list[str],
     ) -> _Attempt:
         ctx = self.ctx
+        python = self.python_choice(job)
+        if python.substitution:  # the log's first line: the job did not run as written
+            _note(notes, writer, python.substitution)
         _end_leftovers(ws, writer)
         writer.line(f"Preparing workspace {ws.project_dir}")
         git = git_settings(_git_variables(job, ctx), full_history=ctx.full_history)
@@ -219,7 +230,7 @@ class JobRunner:
         )
         timeout_s = _timeout(job, ctx.default_timeout_s)
         hooks = ctx.hooks or JobHooks()
-        with self._session(job, ws, writer, notes, timeout_s, cancel) as session:
+        with self._session(job, python, ws, writer, notes, timeout_s, cancel) as session:
             hooks.before(job, ws, session.host_env, notes, log=writer.line)
             commands = (*job.job.before_script, *job.job.script)
             trace = session.env.get("CI_DEBUG_TRACE") == "true"
@@ -245,6 +256,7 @@ class JobRunner:
     def _session(
         self,
         job: PlannedJob,
+        python: PythonChoice,
         ws: Workspace,
         writer: _LogWriter,
         notes: list[str],
@@ -265,39 +277,39 @@ class JobRunner:
         dotenv = (ctx.hooks or JobHooks()).dotenv(job)
         if ctx.containers is not None and ctx.containers.wants(job):
             return ctx.containers.session(job, ws, facts, dotenv, writer.line, notes, cancel)
-        base = self._venv(job, ws, writer, notes)
+        base = self._venv(job, python, ws, writer, notes)
         base = job_inherited_env(base, ws.builds_dir)
         env = job_environment(job, facts, dotenv, ctx.user_variables, base)
         return contextlib.nullcontext(_HostSession(ws, env, ctx.color, writer.line))
 
+    def python_choice(self, job: PlannedJob) -> PythonChoice:
+        return python_for_job(job, self.ctx.python, self.ctx.base_env)
+
     def _venv(
-        self, job: PlannedJob, ws: Workspace, writer: _LogWriter, notes: list[str]
+        self,
+        job: PlannedJob,
+        python: PythonChoice,
+        ws: Workspace,
+        writer: _LogWriter,
+        notes: list[str],
     ) -> dict[str, str]:
         base = host_base(self.ctx.base_env)
         if self.ctx.executor == "host":
             writer.line("Running on this machine's tools (--executor host: no virtualenv)")
             return base
         image = job.job.image.name if job.job.image else None
-        wanted = self.ctx.python or python_for_image(_expand_image(image, job))
-        if image and not python_for_image(_expand_image(image, job)) and not self.ctx.python:
+        if image and not python.python_image and not self.ctx.python:
             _note(
                 notes,
                 writer,
                 f"image {image!r} is not emulated: the job runs on this machine's tools",
             )
         dest, record = ws.builds_dir / "venv", ws.state_dir / "venv.json"
-        try:
-            venv, kept = self.ctx.venvs.fresh(dest, wanted, record)
-        except PythonNotFound:
-            _note(
-                notes,
-                writer,
-                f"Python {wanted} is not installed here; using the default interpreter instead",
-            )
-            fallback = self.ctx.python if wanted != self.ctx.python else None
-            venv, kept = self.ctx.venvs.fresh(dest, fallback, record)
+        venv, kept = self.ctx.venvs.fresh(dest, python.spec, record, log=writer.line)
         how = "untouched since its creation, kept" if kept else "created"
         writer.line(f"Using Python {venv.version} in a fresh virtualenv ({how})")
+        if python.python_image:
+            base["PATH"] = python_free_path(base.get("PATH", ""), Path.home())
         return activated_env(base, venv)
 
     def _after_script(
@@ -456,6 +468,13 @@ def _timeout(job: PlannedJob, default: float) -> float:
 
 def _secrets(job: PlannedJob, ctx: RunContext) -> tuple[str, ...]:
     return tuple(v.value for v in ctx.user_variables.values() if v.masked and len(v.value) >= 4)
+
+
+def python_for_job(job: PlannedJob, option: str | None, env: Mapping[str, str]) -> PythonChoice:
+    """The interpreter `job` runs on, for `--python option` (also what `--dry-run` shows)."""
+    image = _expand_image(job.job.image.name if job.job.image else None, job)
+    uv = shutil.which("uv", path=env.get("PATH")) is not None
+    return choose_for_job(image, option, discover_here(), uv_available=uv)
 
 
 def _expand_image(image: str | None, job: PlannedJob) -> str | None:

@@ -130,7 +130,7 @@ def _run_jobs(
         store=store,
         snapshot=snapshot,
         pool=WorkspacePool(store, ctx.project_dir.name or "project"),
-        venvs=VenvFactory(user_cache_dir() / "virtualenv"),
+        venvs=VenvFactory(user_cache_dir() / "virtualenv", download=not options.offline),
         record_dir=store.pipeline_dir(pipeline_id),
         ref=ctx.ref,
         ref_is_tag=ctx.ref_is_tag,
@@ -405,6 +405,8 @@ def job_json(result: JobResult) -> dict[str, object]:
         from localci.execute.downstream import downstream_json
 
         out["downstream"] = downstream_json(result.downstream)
+    if result.python_substitution:
+        out["python_substitution"] = result.python_substitution
     return out
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from localci.execute.container.engine import Engine, detect_engine
 from localci.execute.container.services import service_aliases
 from localci.execute.executors import Place, executor_for, expand_name, job_image
-from localci.execute.venvs import python_for_image
+from localci.execute.interpreters import request_for_image
 from localci.plan.model import PlannedJob
 
 __all__ = ["JobPlace", "Placement", "images_to_pull", "place_jobs"]
@@ -30,7 +30,7 @@ class JobPlace:
         return (
             self.place != "container"
             and self.image is not None
-            and (python_for_image(self.image) is None or self.place == "host")
+            and (request_for_image(self.image) is None or self.place == "host")
         )
 
 

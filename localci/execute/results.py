@@ -83,6 +83,7 @@ class JobResult:
     started_at: float | None = None
     finished_at: float | None = None
     downstream: Downstream | None = None
+    python_substitution: str = ""  # "ran on 3.11 instead of 3.9": the image's Python is missing
 
     @property
     def failed_allowed(self) -> bool:

@@ -379,7 +379,7 @@ def detail(view: JobView) -> Text:
         return Text(" ".join(part for part in (retry, view.last_line) if part), style="dim")
     result = view.result
     assert result is not None
-    parts = [tests_text(result)]
+    parts = [tests_text(result), result.python_substitution.split(" (")[0]]
     if result.coverage is not None:
         parts.append(f"coverage {result.coverage:g}%")
     if phase != "passed":

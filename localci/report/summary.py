@@ -68,8 +68,12 @@ def downstream_lines(jobs: Sequence[JobResult], prefix: str = "") -> list[tuple[
 
 def status_label(result: JobResult) -> tuple[str, str]:
     if result.failed_allowed and result.status is Status.FAILED:
-        return ("failed (allowed)", "yellow")
-    return STATUS_TEXT[result.status]
+        label, style = ("failed (allowed)", "yellow")
+    else:
+        label, style = STATUS_TEXT[result.status]
+    if result.python_substitution:  # the job did not run on the Python its image names
+        label += f" ({result.python_substitution.split(' (')[0]})"
+    return label, style
 
 
 def print_failed_tails(console: Console, result: RunResult) -> None:
