@@ -25,6 +25,7 @@ from localci.config.model import (
     Rule,
     Variable,
 )
+from localci.config.services import Service, parse_aliases
 from localci.config.yaml_source import LocDict, LocList, location_of
 from localci.errors import Location, Problem
 
@@ -73,7 +74,6 @@ JOB_KEYS = frozenset(
 )
 # Keywords localci reads but cannot emulate; the planner/executor warn about them per job.
 UNSUPPORTED = (
-    "services",
     "release",
     "secrets",
     "id_tokens",
@@ -653,17 +653,37 @@ def image(reader: Reader, key: str, value: Any) -> Image | None:
     return None
 
 
-def services(reader: Reader, key: str, value: Any) -> tuple[str, ...] | None:
+def services(reader: Reader, key: str, value: Any) -> tuple[Service, ...] | None:
     if not isinstance(value, list):
         reader.fail(key, "should be a list of images")
         return None
     out = []
     for item in value:
         if isinstance(item, dict):
-            out.append(scalar_text(item.get("name")))
-        else:
-            out.append(scalar_text(item))
+            found = _service(reader.child(key, item))
+            if found is not None:
+                out.append(found)
+        elif item is not None:
+            out.append(Service(scalar_text(item)))
     return tuple(out)
+
+
+def _service(reader: Reader) -> Service | None:
+    name = reader.string("name")
+    if not name:
+        reader.fail("name", "a service mapping requires `name:` (the image)")
+        return None
+    entrypoint, command = reader.get("entrypoint"), reader.get("command")
+    variables = reader.get("variables")
+    return Service(
+        name=name,
+        aliases=parse_aliases(reader.string("alias") or ""),
+        entrypoint=tuple(map(scalar_text, entrypoint)) if isinstance(entrypoint, list) else None,
+        command=tuple(map(scalar_text, command)) if isinstance(command, list) else None,
+        variables={str(k): scalar_text(v) for k, v in variables.items()}
+        if isinstance(variables, dict)
+        else {},
+    )
 
 
 def environment(reader: Reader, key: str, value: Any) -> Environment | None:

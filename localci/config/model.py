@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from localci.config.services import Service
 from localci.errors import Location
 
 DEFAULT_STAGES = (".pre", "build", "test", "deploy", ".post")
@@ -184,7 +185,7 @@ class Job:
     cache: tuple[Cache, ...] = ()
     artifacts: Artifacts | None = None
     image: Image | None = None
-    services: tuple[str, ...] = ()
+    services: tuple[Service, ...] = ()
     timeout: str | None = None
     retry: Retry | None = None
     environment: Environment | None = None
@@ -196,7 +197,7 @@ class Job:
     inherit: Inherit = field(default_factory=Inherit)
     description: str = ""
     location: Location | None = None
-    # Keys localci knows it cannot emulate (services, release, secrets...), for warnings.
+    # Keys localci knows it cannot emulate (release, secrets...), for warnings.
     unsupported: tuple[str, ...] = ()
 
 

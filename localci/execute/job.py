@@ -27,6 +27,7 @@ from localci.execute.store import Store
 from localci.execute.venvs import PythonNotFound, VenvFactory, activated_env, python_for_image
 from localci.execute.workspace import Snapshot, Workspace, WorkspacePool, prepare_workspace
 from localci.plan.model import PlannedJob
+from localci.plan.services import image_name, job_services, unstarted_services_note
 from localci.plan.variables import (
     VarValue,
     expand_gitlab,
@@ -168,6 +169,7 @@ class JobRunner:
             tests=attempt.extra.get("tests"),  # type: ignore[arg-type]
             coverage=attempt.extra.get("coverage"),  # type: ignore[arg-type]
             notes=tuple(notes),
+            unstarted_services=_unstarted(job, self.ctx),
         )
 
     def _attempt(
@@ -242,14 +244,17 @@ class JobRunner:
     def _venv(
         self, job: PlannedJob, ws: Workspace, writer: _LogWriter, notes: list[str]
     ) -> dict[str, str]:
-        image = job.job.image.name if job.job.image else None
-        wanted = self.ctx.python or python_for_image(_expand_image(image, job))
-        if image and not python_for_image(_expand_image(image, job)) and not self.ctx.python:
+        image = image_name(job, self.ctx.user_variables)
+        wanted = self.ctx.python or python_for_image(image)
+        if image and not python_for_image(image) and not self.ctx.python:
             _note(
                 notes,
                 writer,
                 f"image {image!r} is not emulated: the job runs on this machine's tools",
             )
+        services = unstarted_services_note(job, self.ctx.user_variables)
+        if services:
+            _note(notes, writer, services)
         dest, record = ws.builds_dir / "venv", ws.state_dir / "venv.json"
         try:
             venv, kept = self.ctx.venvs.fresh(dest, wanted, record)
@@ -413,11 +418,8 @@ def _environment_tuple(job: PlannedJob) -> tuple[str, str | None, str, str | Non
     return (env.name, env.url, env.action, env.deployment_tier)
 
 
-def _expand_image(image: str | None, job: PlannedJob) -> str | None:
-    if image is None or "$" not in image:
-        return image
-    values = {**job.predefined, **{k: v.value for k, v in job.yaml_variables.items()}}
-    return re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m.group(1), ""), image)
+def _unstarted(job: PlannedJob, ctx: RunContext) -> tuple[str, ...]:
+    return tuple(service.describe() for service in job_services(job, ctx.user_variables))
 
 
 def _note(notes: list[str], writer: _LogWriter, text: str) -> None:

@@ -57,6 +57,8 @@ class JobResult:
     tests: TestSummary | None = None
     coverage: float | None = None
     notes: tuple[str, ...] = ()
+    # Services the job ran without (image and host names), for the summary and failure tail.
+    unstarted_services: tuple[str, ...] = ()
 
     @property
     def failed_allowed(self) -> bool:
