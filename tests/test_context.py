@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -15,10 +16,12 @@ from localci.plan.context import (
     changed_paths,
     commit_description,
     commit_title,
+    describe_changes_base,
     detect_context,
     parse_remote_url,
     workspace_files,
 )
+from tests.helpers import run_cli
 
 AUTHOR_DATE = "2024-01-31T16:47:55+01:00"
 
@@ -390,7 +393,7 @@ def test_working_tree_changes(tmp_path: Path) -> None:
     commit(repo, {".gitignore": "*.log\nbuild/\n", "docs/a.md": "a\n", "old.txt": "o\n"}, "more")
     git(repo, "remote", "add", "origin", "git@gitlab.com:g/p.git")
     git(repo, "update-ref", "refs/remotes/origin/main", "HEAD")
-    ctx = detect_context(repo)
+    ctx = detect_context(repo, changes_since="HEAD")
     assert changed_paths(ctx) == frozenset()
     (repo / "docs/a.md").write_text("edited\n")  # tracked, uncommitted edit
     (repo / "untracked.txt").write_text("u\n")
@@ -422,6 +425,55 @@ def test_new_branch_has_no_push_info(tmp_path: Path) -> None:
     assert changed_paths(ctx, compare_to="main") == frozenset()
 
 
+def _pushed_repo(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A clone whose main was pushed twice: origin/main's reflog holds both pushes."""
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    repo = make_repo(tmp_path, "work")
+    git(repo, "remote", "add", "origin", str(remote))
+    git(repo, "push", "-q", "-u", "origin", "main")
+    shas = [git(repo, "rev-parse", "HEAD")]
+    commit(repo, {"docs/b.md": "b\n", "x.txt": "x\n"}, "second")
+    git(repo, "push", "-q")
+    shas.append(git(repo, "rev-parse", "HEAD"))
+    return repo, shas
+
+
+def test_nothing_to_push_compares_with_the_tracking_refs_previous_position(
+    tmp_path: Path,
+) -> None:
+    # Issue 14 item 5: a re-run of a pushed commit sees what GitLab's pipeline for that push saw.
+    repo, (first, _) = _pushed_repo(tmp_path)
+    ctx = detect_context(repo)  # HEAD is origin/main: nothing to push
+    assert (ctx.changes_base, ctx.before_sha, ctx.changes_base_label) == (
+        first,
+        first,
+        "origin/main@{1}",
+    )
+    assert changed_paths(ctx) == {"docs/b.md", "x.txt"}
+    assert "compares with origin/main@{1} (" + first[:8] + "): nothing to push" in (
+        describe_changes_base(ctx)
+    )
+
+
+def test_nothing_to_push_without_a_reflog_uses_the_first_parent(tmp_path: Path) -> None:
+    _, (first, second) = _pushed_repo(tmp_path)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(tmp_path / "remote.git"), str(clone))
+    ctx = detect_context(clone)
+    assert (ctx.changes_base, ctx.changes_base_label) == (first, "HEAD^1")
+    assert changed_paths(ctx) == {"docs/b.md", "x.txt"}
+    assert "no earlier position of origin/main in its reflog, so the commit's first parent" in (
+        describe_changes_base(ctx)
+    )
+    root = tmp_path / "root"
+    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{tmp_path / 'remote.git'}", str(root))
+    shallow = detect_context(root)  # no parent, no earlier position: HEAD itself
+    assert (shallow.changes_base, shallow.changes_base_label) == (second, "origin/main")
+    assert changed_paths(shallow) == frozenset()
+    assert "only uncommitted changes count" in describe_changes_base(shallow)
+
+
 def test_upstream_remote_of_the_branch(tmp_path: Path) -> None:
     repo = make_repo(tmp_path)
     first = git(repo, "rev-parse", "HEAD")
@@ -438,6 +490,7 @@ def test_upstream_remote_of_the_branch(tmp_path: Path) -> None:
 
 def test_no_base_for_tags_and_other_sources(tmp_path: Path) -> None:
     repo = make_repo(tmp_path)
+    commit(repo, {"a.txt": "a\n"})
     git(repo, "update-ref", "refs/remotes/origin/main", "HEAD")
     assert detect_context(repo).changes_base is not None
     for source in ("schedule", "web", "api", "trigger", "pipeline"):
@@ -580,3 +633,21 @@ def test_git_process_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     calls.clear()
     detect_context(tmp_path)
     assert len(calls) == 2
+
+
+def test_rerun_of_a_pushed_commit_keeps_change_gated_jobs(tmp_path: Path) -> None:
+    # Issue 14 item 5, from the CLI: before, `docs` vanished and `publish` (needs: docs) made
+    # the pipeline impossible ("cannot be created").
+    repo, _ = _pushed_repo(tmp_path)
+    (repo / ".gitlab-ci.yml").write_text(
+        "docs: {stage: build, script: [echo], rules: [{changes: [docs/**/*]}]}\n"
+        "publish: {stage: test, script: [echo], needs: [docs]}\n"
+    )
+    commit(repo, {"docs/c.md": "c\n"}, "third")
+    git(repo, "push", "-q")
+    listed = run_cli(repo, "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [job["name"] for job in json.loads(listed.stdout)] == ["docs", "publish"]
+    explained = run_cli(repo, "explain", "docs")
+    assert "rules:changes compares with origin/main@{1} (" in explained.stdout
+    assert "changes: changed file 'docs/c.md' matches 'docs/**/*' -> true" in explained.stdout

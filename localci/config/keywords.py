@@ -74,7 +74,6 @@ JOB_KEYS = frozenset(
 )
 # Keywords localci reads but cannot emulate; the planner/executor warn about them per job.
 UNSUPPORTED = (
-    "services",
     "release",
     "secrets",
     "id_tokens",
@@ -675,7 +674,11 @@ def services(reader: Reader, key: str, value: Any) -> tuple[Service, ...] | None
     out = []
     for item in value:
         if not isinstance(item, dict):
-            out.append(Service(Image(scalar_text(item))))
+            if item is not None:
+                out.append(Service(Image(scalar_text(item))))
+            continue
+        if not item.get("name"):
+            reader.child(key, item).fail("name", "a service mapping requires `name:` (the image)")
             continue
         command = item.get("command")
         variables: dict[str, Any] = (

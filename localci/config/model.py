@@ -217,7 +217,7 @@ class Job:
     inherit: Inherit = field(default_factory=Inherit)
     description: str = ""
     location: Location | None = None
-    # Keys localci knows it cannot emulate (services, release, secrets...), for warnings.
+    # Keys localci knows it cannot emulate (release, secrets...), for warnings.
     unsupported: tuple[str, ...] = ()
 
 

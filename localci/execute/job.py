@@ -38,6 +38,7 @@ from localci.execute.store import Store
 from localci.execute.venvs import VenvFactory, activated_env
 from localci.execute.workspace import Snapshot, Workspace, WorkspacePool
 from localci.plan.model import PlannedJob
+from localci.plan.services import image_name, job_services, unstarted_services_note
 from localci.plan.variables import (
     VarValue,
     expand_runner,
@@ -177,6 +178,7 @@ class JobRunner:
             started_at=started_at,
             finished_at=time.time(),
             python_substitution=next((n for n in notes if n.startswith("ran on ")), ""),
+            unstarted_services=_unstarted(job, self.ctx),
         )
 
     def _attempt(
@@ -297,13 +299,16 @@ class JobRunner:
         if self.ctx.executor == "host":
             writer.line("Running on this machine's tools (--executor host: no virtualenv)")
             return base
-        image = job.job.image.name if job.job.image else None
+        image = image_name(job, self.ctx.user_variables)
         if image and not python.python_image and not self.ctx.python:
             _note(
                 notes,
                 writer,
                 f"image {image!r} is not emulated: the job runs on this machine's tools",
             )
+        services = unstarted_services_note(job, self.ctx.user_variables)
+        if services:
+            _note(notes, writer, services)
         dest, record = ws.builds_dir / "venv", ws.state_dir / "venv.json"
         venv, kept = self.ctx.venvs.fresh(dest, python.spec, record, log=writer.line)
         how = "untouched since its creation, kept" if kept else "created"
@@ -472,16 +477,13 @@ def _secrets(job: PlannedJob, ctx: RunContext) -> tuple[str, ...]:
 
 def python_for_job(job: PlannedJob, option: str | None, env: Mapping[str, str]) -> PythonChoice:
     """The interpreter `job` runs on, for `--python option` (also what `--dry-run` shows)."""
-    image = _expand_image(job.job.image.name if job.job.image else None, job)
+    image = image_name(job)
     uv = shutil.which("uv", path=env.get("PATH")) is not None
     return choose_for_job(image, option, discover_here(), uv_available=uv)
 
 
-def _expand_image(image: str | None, job: PlannedJob) -> str | None:
-    if image is None or "$" not in image:
-        return image
-    values = {**job.predefined, **{k: v.value for k, v in job.yaml_variables.items()}}
-    return re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m.group(1), ""), image)
+def _unstarted(job: PlannedJob, ctx: RunContext) -> tuple[str, ...]:
+    return tuple(service.describe() for service in job_services(job, ctx.user_variables))
 
 
 def _note(notes: list[str], writer: _LogWriter, text: str) -> None:

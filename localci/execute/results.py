@@ -84,6 +84,8 @@ class JobResult:
     finished_at: float | None = None
     downstream: Downstream | None = None
     python_substitution: str = ""  # "ran on 3.11 instead of 3.9": the image's Python is missing
+    # Services the job ran without (image and host names), for the summary and failure tail.
+    unstarted_services: tuple[str, ...] = ()
 
     @property
     def failed_allowed(self) -> bool:

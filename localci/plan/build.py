@@ -9,7 +9,7 @@ from types import MappingProxyType
 
 from localci.config.model import Job, Pipeline, Variable
 from localci.errors import PlanError, Problem, UsageError
-from localci.plan.context import PipelineContext
+from localci.plan.context import PipelineContext, describe_changes_base
 from localci.plan.graph import GraphJob, Instance, expand_jobs, resolve_graph
 from localci.plan.model import Plan, PlannedJob, PlannedNeed
 from localci.plan.rules import (
@@ -444,7 +444,11 @@ def explain_job(
     if not instances:
         known = [*_all_names_of(planner.instances)]
         raise UsageError(f"no job named {name!r}" + _suggest(name, known))
-    lines = [f"pipeline for {_describe_context(ctx)}", "workflow:"]
+    lines = [
+        f"pipeline for {_describe_context(ctx)}",
+        describe_changes_base(ctx),
+        "workflow:",
+    ]
     trace: list[str] = []
     workflow = planner.workflow(trace)
     lines.extend(f"  {line}" for line in trace)

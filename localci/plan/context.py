@@ -511,9 +511,60 @@ def _changes_base(
         return None, None
     remote = repo.upstream_remote(ref)
     tracking = f"refs/remotes/{remote}/{ref}"
-    if tracking in repo.refs:
+    head = repo.head
+    if tracking not in repo.refs:
+        return None, None
+    if head is None or repo.refs[tracking] != head.sha:
         return repo.refs[tracking], f"{remote}/{ref}"
-    return None, None
+    return _pushed_base(repo, f"{remote}/{ref}")
+
+
+def _pushed_base(repo: _Repo, tracking: str) -> tuple[str | None, str | None]:
+    """Nothing to push: HEAD is what the remote already has. GitLab ran that push's pipeline
+    against the branch's previous tip, which is where the remote-tracking ref pointed before
+    it last moved (its reflog), else HEAD's first parent. With neither (a root or shallow
+    commit) the tracking ref itself stays the base: only uncommitted changes count."""
+    tip = repo.refs[f"refs/remotes/{tracking}"]
+    for label in (f"{tracking}@{{1}}", "HEAD^1"):
+        proc = _run(repo.root, "rev-parse", "--verify", "--quiet", f"{label}^{{commit}}")
+        sha = proc.stdout.decode().strip()
+        if proc.returncode == 0 and sha and sha != tip:
+            return sha, label
+    return tip, tracking
+
+
+def describe_changes_base(ctx: PipelineContext) -> str:
+    """Which commit `rules:changes` compares with, and why (a line of `explain`)."""
+    label, base = ctx.changes_base_label, ctx.changes_base
+    if base is None:
+        return (
+            "rules:changes: no push information (new branch, tag, schedule...), so every"
+            " `changes` is true"
+        )
+    short = base[:8]
+    tracking = f"{ctx.remote}/{ctx.ref}"
+    if label == f"{tracking}@{{1}}":
+        why = (
+            f"nothing to push ({tracking} is HEAD), so where {tracking} pointed before it last"
+            " moved (its reflog): the range GitLab's pipeline for that push compared"
+        )
+    elif label == "HEAD^1":
+        why = (
+            f"nothing to push ({tracking} is HEAD) and no earlier position of {tracking} in its"
+            " reflog, so the commit's first parent"
+        )
+    elif label == tracking and base == ctx.sha:
+        why = (
+            f"nothing to push ({tracking} is HEAD), no earlier position of {tracking} and no"
+            " parent commit: only uncommitted changes count"
+        )
+    elif label == tracking:
+        why = "the remote-tracking branch: what `git push` would compare against"
+    elif ctx.merge_request is not None and base == ctx.merge_request.diff_base_sha:
+        why = "the merge request's diff base"
+    else:
+        why = "--changes-since"
+    return f"rules:changes compares with {label} ({short}): {why}"
 
 
 def _resolve_compare_to(ctx: PipelineContext, compare_to: str) -> str:

@@ -134,6 +134,9 @@ def print_list(
     from rich.text import Text
 
     console = console or Console(highlight=False)
+    if not console.is_terminal:
+        # Plain output (a pipe, a CI log) is never cut or wrapped to 80 columns.
+        console = _unbounded(console)
     ctx = plan.context
     kind = "tag" if ctx.ref_is_tag else "branch"
     console.print(
@@ -163,6 +166,35 @@ def print_list(
     excluded = sum(1 for j in plan.jobs if not (j.included and plan.created))
     if excluded and not show_all:
         console.print(f"{excluded} job(s) not in this pipeline; `localci list --all` shows why")
+    _print_services(plan, _ordered(plan, show_all=False), console)
+
+
+def _unbounded(console: Console) -> Console:
+    from rich.console import Console
+
+    return Console(
+        file=console.file,
+        highlight=False,
+        width=1_000_000,
+        no_color=console.no_color,
+        force_terminal=False,
+        color_system=None,
+    )
+
+
+def _print_services(plan: Plan, jobs: list[PlannedJob], console: Console) -> None:
+    """Jobs whose services will not be started, grouped by what they would have needed."""
+    from rich.text import Text
+
+    from localci.plan.services import unstarted_services_note
+
+    by_note: dict[str, list[str]] = {}
+    for job in jobs:
+        note = unstarted_services_note(job, plan.user_variables)
+        if note:
+            by_note.setdefault(note, []).append(job.name)
+    for note, names in by_note.items():
+        console.print(Text(f"{', '.join(names)}: {note}", style="yellow"), soft_wrap=True)
 
 
 def _ordered(plan: Plan, show_all: bool) -> list[PlannedJob]:

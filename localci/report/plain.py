@@ -57,7 +57,9 @@ class PlainReporter:
         elif isinstance(event, Notice):
             if self.verbosity:
                 prefix = f"[{event.job}] " if event.job else ""
-                self.console.print(Text(f"{prefix}warning: {event.text}", style="yellow"))
+                self.console.print(
+                    Text(f"{prefix}warning: {event.text}", style="yellow"), soft_wrap=True
+                )
         elif isinstance(event, PipelineFinished):
             print_summary(self.console, event.result)
 
@@ -78,7 +80,8 @@ class PlainReporter:
         if len(job) > self.width and " > " in job:  # a child pipeline's job, shown in full
             self.width = min(30, len(job))
         style = self.styles.setdefault(job, JOB_STYLES[len(self.styles) % len(JOB_STYLES)])
-        name = job if len(job) <= self.width else job[: self.width - 1] + "…"
-        prefix = Text(f"[{name:<{self.width}}] ", style=style)
-        body = text if isinstance(text, Text) else Text(text)
+        # Padded for alignment up to `width`, never cut: a long matrix name cut short would
+        # give its instances the same prefix.
+        prefix = Text(f"[{job:<{self.width}}] ", style=style)
+        body = text if isinstance(text, Text) else Text.from_ansi(text)
         self.console.print(prefix + body, soft_wrap=True)

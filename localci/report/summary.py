@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -13,6 +14,7 @@ from rich.text import Text
 from localci.execute.results import JobResult, RunResult, Status
 
 TAIL_LINES = 30
+UNBOUNDED_WIDTH = 1_000_000
 STATUS_TEXT = {
     Status.SUCCESS: ("passed", "green"),
     Status.FAILED: ("failed", "red"),
@@ -77,15 +79,28 @@ def status_label(result: JobResult) -> tuple[str, str]:
 
 
 def print_failed_tails(console: Console, result: RunResult) -> None:
-    """The last lines of every failed job's log, with the path of the full log."""
+    """The last lines of every failed job's log, with the path of the full log.
+
+    The job's own colours (escape sequences in its log) are rendered as styles, which the
+    console drops when colour is off (NO_COLOR, --no-color, a pipe): never raw `[93m`.
+    Lines are not wrapped, so a path stays one line to copy.
+    """
     for job in flattened(result.jobs):
         if job.status is not Status.FAILED or not job.log:
             continue
         label, style = status_label(job)
-        console.print(Text(f"\n── {job.name} {label}: {job.reason} ──", style=style))
+        console.print(
+            Text(f"\n── {job.name} {label}: {job.reason} ──", style=style), soft_wrap=True
+        )
+        if job.unstarted_services:
+            console.print(Text(_without_services(job), style="yellow"), soft_wrap=True)
         for line in _tail(Path(job.log), TAIL_LINES):
-            console.print(Text(line))
-        console.print(Text(f"full log: {job.log}", style="dim"))
+            console.print(Text.from_ansi(line), soft_wrap=True)
+        console.print(Text(f"full log: {job.log}", style="dim"), soft_wrap=True)
+
+
+def _without_services(job: JobResult) -> str:
+    return f"ran without its services (no container engine): {'; '.join(job.unstarted_services)}"
 
 
 def _tail(path: Path, count: int) -> list[str]:
@@ -97,11 +112,21 @@ def _tail(path: Path, count: int) -> list[str]:
 
 
 COLUMNS = ("job", "stage", "status", "duration", "tests", "coverage")
+SERVICES_COLUMN = "not started"
 RIGHT_ALIGNED = frozenset({"duration", "coverage"})
-_Row = tuple[str, str, tuple[str, str], str, str, str]
+# job, stage, (status, style), duration, tests, coverage[, services not started]
+_Row = tuple[Any, ...]
+
+
+def _columns(jobs: Sequence[JobResult]) -> tuple[str, ...]:
+    """The summary's columns; "not started" (services) only when a job ran without them."""
+    if any(job.unstarted_services for job in jobs):
+        return (*COLUMNS, SERVICES_COLUMN)
+    return COLUMNS
 
 
 def _rows(jobs: Sequence[JobResult]) -> list[_Row]:
+    with_services = len(_columns(jobs)) > len(COLUMNS)
     return [
         (
             job.name,
@@ -110,6 +135,7 @@ def _rows(jobs: Sequence[JobResult]) -> list[_Row]:
             f"{job.duration_s:.1f}s" if job.attempts else "",
             tests_summary(job),
             f"{job.coverage:g}%" if job.coverage is not None else "",
+            *(("; ".join(job.unstarted_services),) if with_services else ()),
         )
         for job in jobs
     ]
@@ -117,7 +143,7 @@ def _rows(jobs: Sequence[JobResult]) -> list[_Row]:
 
 def summary_table(jobs: Sequence[JobResult]) -> Table:
     table = Table(pad_edge=False, show_edge=True)
-    for column in COLUMNS:
+    for column in _columns(jobs):
         table.add_column(
             column, justify="right" if column in RIGHT_ALIGNED else "left", overflow="fold"
         )
@@ -131,21 +157,22 @@ def fast_summary_table(jobs: Sequence[JobResult], width: int) -> Text | None:
     in ~200 ms, this in ~5 ms. None when a cell would need wrapping or any width is unusual
     (wide characters, control characters): rich then draws it."""
     rows = _rows(jobs)
+    columns = _columns(jobs)
     cells = [[row[0], row[1], row[2][0], *row[3:]] for row in rows]
     if not all(cell.isprintable() and cell.isascii() for row in cells for cell in row):
         return None
     widths = [
-        max([len(header), *(len(row[i]) for row in cells)]) for i, header in enumerate(COLUMNS)
+        max([len(header), *(len(row[i]) for row in cells)]) for i, header in enumerate(columns)
     ]
     # pad_edge=False: no padding outside the first and the last column
     if sum(widths) + 2 * len(widths) - 2 + len(widths) + 1 > width:
         return None
     text = Text()
     _rule(text, widths, "┏━┳┓")
-    _line(text, widths, list(COLUMNS), "┃", header=True)
+    _line(text, columns, widths, list(columns), "┃", header=True)
     _rule(text, widths, "┡━╇┩")
     for row, values in zip(rows, cells, strict=True):
-        _line(text, widths, values, "│", status_style=row[2][1])
+        _line(text, columns, widths, values, "│", status_style=row[2][1])
     _rule(text, widths, "└─┴┘")
     return text
 
@@ -158,6 +185,7 @@ def _rule(text: Text, widths: list[int], chars: str) -> None:
 
 def _line(
     text: Text,
+    columns: Sequence[str],
     widths: list[int],
     values: list[str],
     edge: str,
@@ -168,7 +196,7 @@ def _line(
     last = len(widths) - 1
     text.append(edge)
     for index, (value, width) in enumerate(zip(values, widths, strict=True)):
-        right = COLUMNS[index] in RIGHT_ALIGNED
+        right = columns[index] in RIGHT_ALIGNED
         padded = value.rjust(width) if right else value.ljust(width)
         style = "bold" if header else (status_style if index == 2 else "")
         if index:
@@ -193,18 +221,35 @@ def tests_summary(job: JobResult) -> str:
     return ", ".join(parts)
 
 
+def _print_services_advice(console: Console, jobs: Sequence[JobResult]) -> None:
+    without = [job.name for job in jobs if job.unstarted_services]
+    if without:
+        console.print(
+            Text(
+                f"{len(without)} job(s) ran without their services: install a container engine "
+                "(podman or docker), or run the servers locally and point the jobs at them "
+                "with --var (each job's log says which hosts it expects)",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
+
+
 def print_summary(console: Console, result: RunResult) -> None:
     print_failed_tails(console, result)
     console.print()
     jobs = flattened(result.jobs)
     if jobs:
-        fast = fast_summary_table(jobs, console.width)
+        # Off a terminal (a pipe, a CI log) the table takes the width it needs: never cut.
+        width = console.width if console.is_terminal else UNBOUNDED_WIDTH
+        fast = fast_summary_table(jobs, width)
         if fast is not None:
             console.print(fast, soft_wrap=True, end="")
         else:
             console.print(summary_table(jobs))
     for text, style in downstream_lines(result.jobs):
         console.print(Text(text, style=style))
+    _print_services_advice(console, jobs)
     for job in jobs:
         if job.tests and job.tests.failed_names:
             console.print(Text(f"{job.name}: failed tests:", style="red"))

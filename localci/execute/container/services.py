@@ -1,7 +1,6 @@
 """A job's `services:` as GitLab's Docker executor runs them: one container each on the job's
 network, reachable under GitLab's aliases, waited for on their exposed TCP ports.
 
-(localci's own alias derivation: the planner has none to share yet.)
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localci.config.model import Service
+from localci.config.services import host_names
 from localci.execute.container.engine import Engine, EngineError, environment_args
 
 __all__ = ["StartedService", "service_aliases", "wait_for_ports"]
@@ -25,16 +25,9 @@ _LISTEN = "0A"
 
 
 def service_aliases(image_name: str, alias: str | None) -> tuple[str, ...]:
-    """GitLab's host names for a service: everything after the first `:` of the image name
-    dropped, then `/` replaced by `__` and by `-`; plus each comma-separated `alias`."""
-    base = image_name.split(":", 1)[0]
-    derived = [base.replace("/", "__"), base.replace("/", "-")]
-    extra = [a.strip() for a in (alias or "").split(",") if a.strip()]
-    out: list[str] = []
-    for name in (*derived, *extra):
-        if name and name not in out and _valid_host(name):
-            out.append(name)
-    return tuple(out)
+    """GitLab's host names for a service (`localci.config.services`), those a network alias
+    can be."""
+    return tuple(name for name in host_names(image_name, alias) if _valid_host(name))
 
 
 def _valid_host(name: str) -> bool:
