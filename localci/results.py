@@ -1,4 +1,4 @@
-"""Job and pipeline outcomes, and GitLab's status arithmetic (SEMANTICS §5.1, §5.4)."""
+"""Job and pipeline outcomes, and GitLab's status arithmetic (docs/SEMANTICS.md §5.1, §5.4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Artifacts (SEMANTICS §14) and the file trees caches share with them: selecting paths as
+"""Artifacts (docs/SEMANTICS.md §14) and the file trees caches share with them: selecting paths as
 gitlab-runner's archiver does, storing a selection as a manifest-sealed tree, restoring it."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Caches (SEMANTICS §13): keys as GitLab and gitlab-runner compute them, and one entry per key
-in .localci/cache/<key>/, saved atomically under a per-key lock and restored by hard links.
+"""Caches (docs/SEMANTICS.md §13): keys as GitLab and gitlab-runner compute them, and one entry
+per key in .localci/cache/<key>/, saved atomically under a per-key lock and restored by hard links.
 
 Why hard links (bench/cache_bench.py, 200 MB in 10,000 files, ext4 without reflink, medians of
 5): `cp -a` 2.1-3.2 s, restore by copy_file_range copies 0.16-0.45x of that, restore by hard
