@@ -5,8 +5,8 @@ first, so a later layer wins: predefined (`pipeline_variables`, then `job_variab
 `runtime_variables`) < global YAML `variables` (the matched `workflow:rules:variables` over
 them) < job YAML `variables` (matrix values over them, then the matched `rules:variables`) <
 dotenv variables of dependencies < instance < group < project settings files < pipeline
-variables (`--var`, variables files named on the command line). Then `expand_gitlab` once over the stacked mapping, then
-`runner_environment` builds the job's environment from the result.
+variables (`--var`, variables files named on the command line). Then `expand_gitlab` once over
+the stacked mapping, then `runner_environment` builds the job's environment from the result.
 """
 
 from __future__ import annotations
