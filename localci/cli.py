@@ -16,7 +16,14 @@ import click
 import yaml
 
 from localci import __version__
+from localci.completion import (
+    complete_branches,
+    complete_jobs,
+    complete_pipeline_jobs,
+    complete_stages,
+)
 from localci.errors import ConfigError, GitError, LocalCIError, UsageError
+from localci.help_examples import add_examples
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -115,7 +122,11 @@ def include_options(func: F) -> F:
 def context_options(func: F) -> F:
     """The options that choose what pipeline to simulate; shared by list/explain/run/graph."""
     options = [
-        click.option("--branch", help="Simulate a push to this branch (default: the current one)."),
+        click.option(
+            "--branch",
+            shell_complete=complete_branches,
+            help="Simulate a push to this branch (default: the current one).",
+        ),
         click.option("--tag", help="Simulate a tag pipeline for this tag."),
         click.option(
             "--source",
@@ -287,7 +298,7 @@ def list_jobs(opts: Options, /, as_json: bool, show_all: bool, **kwargs: Any) ->
 
 
 @cli.command()
-@click.argument("job")
+@click.argument("job", shell_complete=complete_pipeline_jobs)
 @context_options
 @click.pass_obj
 def explain(opts: Options, /, job: str, **kwargs: Any) -> None:
@@ -315,8 +326,14 @@ def _explain_child(loaded: Loaded, name: str) -> None:
 
 
 @cli.command("run")
-@click.argument("job_names", nargs=-1, metavar="[JOB]...")
-@click.option("--stage", "stages", multiple=True, help="Only the jobs of this stage; repeatable.")
+@click.argument("job_names", nargs=-1, metavar="[JOB]...", shell_complete=complete_jobs)
+@click.option(
+    "--stage",
+    "stages",
+    multiple=True,
+    shell_complete=complete_stages,
+    help="Only the jobs of this stage; repeatable.",
+)
 @click.option(
     "--needs", "with_needs", is_flag=True, help="With JOB/--stage: also run what they need."
 )
@@ -593,7 +610,7 @@ def _write_report(path: Path, result: RunResult) -> None:
 
 
 @cli.command()
-@click.argument("job", required=False)
+@click.argument("job", required=False, shell_complete=complete_jobs)
 @click.option("--pipeline", "pipeline_id", type=int, help="Pipeline number (default: latest).")
 @click.pass_obj
 def logs(opts: Options, /, job: str | None, pipeline_id: int | None) -> None:
@@ -662,8 +679,14 @@ def hook() -> None:
 
 
 @hook.command("install")
-@click.argument("job_names", nargs=-1, metavar="[JOB]...")
-@click.option("--stage", "stages", multiple=True, help="Only this stage; repeatable.")
+@click.argument("job_names", nargs=-1, metavar="[JOB]...", shell_complete=complete_jobs)
+@click.option(
+    "--stage",
+    "stages",
+    multiple=True,
+    shell_complete=complete_stages,
+    help="Only this stage; repeatable.",
+)
 @click.option("--hook", "hook_name", type=HOOKS, default="pre-push", show_default=True)
 @click.option("--force", is_flag=True,
               help="Replace a foreign hook (kept as <hook>.local-backup, run first).")
@@ -725,7 +748,7 @@ def cache_clear(opts: Options, /, key: str | None) -> None:
 
 
 @cli.command()
-@click.argument("job", required=False)
+@click.argument("job", required=False, shell_complete=complete_jobs)
 @click.option("--pipeline", "pipeline_id", type=int, help="Pipeline number (default: latest).")
 @click.option("--to", "dest", type=click.Path(file_okay=False, path_type=Path),
               help="Copy the job's artifacts into this directory.")
@@ -760,6 +783,9 @@ def _size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"
+
+
+add_examples(cli)  # after every command is defined: each --help ends with real examples
 
 
 def main(argv: list[str] | None = None) -> None:

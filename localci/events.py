@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from localci.execute.results import JobResult, RunResult
+from localci.results import JobResult, RunResult
 
 
 @dataclass(frozen=True, slots=True)

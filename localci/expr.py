@@ -115,8 +115,10 @@ def compile_ruby_regex(pattern: str, flags: str = "") -> Regex:
         return compile_regex(pattern, flags)
     except RegexSyntaxError as exc:
         literal = f"/{pattern}/{flags}"
-        message = exc.message if exc.message.startswith("unknown regex flag") else (
-            f"invalid regular expression: {exc.message}"
+        message = (
+            exc.message
+            if exc.message.startswith("unknown regex flag")
+            else (f"invalid regular expression: {exc.message}")
         )
         raise ExpressionError(message, literal, exc.offset + 1) from None
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from localci import __version__
 from localci.errors import GitError, UsageError
+from localci.git import run_git
 
 MARKER = "# installed by localci"
 BACKUP_SUFFIX = ".local-backup"
@@ -27,21 +27,13 @@ class HookExistsError(UsageError):
 
 def hooks_dir(repo_dir: Path) -> Path:
     """Where git looks for hooks: honours core.hooksPath and linked worktrees."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--git-path", "hooks"],
-            cwd=repo_dir,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise GitError(f"git could not be run in {repo_dir}: {exc}") from exc
-    if out.returncode != 0 or not out.stdout.strip():
-        raise GitError(f"{repo_dir} is not a git repository: {out.stderr.strip()}")
+    out = run_git(repo_dir, "rev-parse", "--git-path", "hooks", timeout=30)
+    path = os.fsdecode(out.stdout.strip())
+    if out.returncode != 0 or not path:
+        detail = out.stderr.decode("utf-8", "replace").strip()
+        raise GitError(f"{repo_dir} is not a git repository: {detail}")
     # The path is relative to git's working directory unless core.hooksPath is absolute.
-    return (repo_dir / out.stdout.strip()).resolve()
+    return (repo_dir / path).resolve()
 
 
 def is_localci_hook(path: Path) -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from localci.errors import UsageError
-from localci.execute.store import Store
+from localci.state import Store
 
 
 def read_pipeline(project_dir: Path, pipeline_id: int | None) -> dict[str, Any]:

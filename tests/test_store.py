@@ -1,4 +1,4 @@
-"""Tests for localci.execute.store: layout, ids, locks and atomic writes."""
+"""Tests for localci.state (layout, ids, locks) and localci.files (atomic writes, cache dir)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 
 from localci.errors import StateError
-from localci.execute.store import (
+from localci.files import (
     TMP_SUFFIX,
     LockBusy,
-    Store,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     user_cache_dir,
 )
+from localci.state import Store
 
 
 def test_ensure_creates_layout_ignored_by_git(tmp_path: Path) -> None:
@@ -87,7 +87,7 @@ _ID_WORKER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from localci.execute.store import Store
+    from localci.state import Store
     store = Store(Path(sys.argv[1]))
     print(" ".join(str(store.next_pipeline_id()) for _ in range(25)))
     """
@@ -135,7 +135,7 @@ def test_lock_held_by_another_process(tmp_path: Path) -> None:
         """
         import sys
         from pathlib import Path
-        from localci.execute.store import Store
+        from localci.state import Store
         with Store(Path(sys.argv[1])).lock("shared-thing"):
             print("held", flush=True)
             sys.stdin.read()

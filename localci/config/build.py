@@ -1,4 +1,5 @@
-"""Merged mapping -> validated, frozen `Pipeline` (GitLab's entry tree, SEMANTICS §0 steps 3-6)."""
+"""Merged mapping -> validated, frozen `Pipeline`: GitLab's entry tree (docs/SEMANTICS.md §0,
+steps 3-6)."""
 
 from __future__ import annotations
 

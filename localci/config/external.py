@@ -32,8 +32,9 @@ from localci.config.includes import (
     ProjectTree,
     integrity_of,
 )
-from localci.errors import Problem, UsageError
-from localci.execute.store import atomic_write_bytes, atomic_write_json, user_cache_dir
+from localci.errors import GitError, Problem, UsageError
+from localci.files import atomic_write_bytes, atomic_write_json, user_cache_dir
+from localci.git import run_git
 
 if TYPE_CHECKING:
     import urllib.request
@@ -59,7 +60,6 @@ _SHA = re.compile(r"[0-9a-f]{40}")
 _REF = re.compile(r"[^\s~^:?*\[\\\x00-\x1f-][^\s~^:?*\[\\\x00-\x1f]*")
 _SCP = re.compile(r"^(?P<user>[^@/]+@)?(?P<host>[^:/]+):(?P<path>.+)$")
 # A git run by localci must work on the cache repository, not on whatever an outer git says.
-_GIT_ENV_DROP = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_PREFIX")
 
 Notify = Callable[[str], None]
 
@@ -625,24 +625,10 @@ def _cache_ref(ref: str) -> str:
 def _git(
     args: list[str], cwd: Path | None, timeout: float = 60.0
 ) -> subprocess.CompletedProcess[bytes]:
-    env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV_DROP}
-    env["GIT_TERMINAL_PROMPT"] = "0"
     try:
-        return subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            timeout=timeout,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise _error(
-            "git is not installed; it is needed for project and component includes"
-        ) from None
-    except subprocess.TimeoutExpired:
-        raise _error(f"git {args[0]} did not finish within {timeout:g} s") from None
+        return run_git(cwd, *args, timeout=timeout)
+    except GitError as exc:
+        raise _error(f"{exc} (git is needed for project and component includes)") from None
 
 
 def _network_git(args: list[str], cwd: Path | None) -> subprocess.CompletedProcess[bytes]:

@@ -153,7 +153,7 @@ class MemorySource:
 
 @dataclass
 class IncludeContext:
-    """What include processing may consult besides files (SEMANTICS §1.3).
+    """What include processing may consult besides files (docs/SEMANTICS.md §1.3).
 
     `external` is None when nothing outside the repository may be read (then every
     remote/template/project/component include is an error). `included_at` records, for each

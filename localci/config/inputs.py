@@ -1,4 +1,4 @@
-"""`spec:inputs` headers and `$[[ inputs.NAME ]]` interpolation (SEMANTICS §1.4)."""
+"""`spec:inputs` headers and `$[[ inputs.NAME ]]` interpolation (docs/SEMANTICS.md §1.4)."""
 
 from __future__ import annotations
 

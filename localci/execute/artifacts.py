@@ -1,4 +1,4 @@
-"""Artifacts (SEMANTICS §14) and the file trees caches share with them: selecting paths as
+"""Artifacts (docs/SEMANTICS.md §14) and the file trees caches share with them: selecting paths as
 gitlab-runner's archiver does, storing a selection as a manifest-sealed tree, restoring it."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import json
 import os
 import re
 import stat
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,8 +17,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from localci.errors import ConfigError, Problem, StateError, UsageError
+from localci.errors import ConfigError, GitError, Problem, StateError, UsageError
 from localci.execute.store import Store, atomic_write_json, remove_tree, state_error
+from localci.git import run_git
 from localci.globs import doublestar_match, glob_tree, project_relative_pattern
 from localci.plan.variables import expand_runner
 
@@ -33,7 +33,6 @@ SMALL_FILE = 1 << 20
 TMP_PREFIX = ".tmp-"
 OLD_PREFIX = ".old-"
 _CHUNK = 1 << 20
-_KEEP_GIT_ENV = frozenset({"GIT_EXEC_PATH", "GIT_CONFIG_NOSYSTEM"})
 
 
 class TransferError(ConfigError):
@@ -199,17 +198,9 @@ def _walk(root: Path, rel: str) -> list[str]:
 
 def _untracked(root: Path) -> tuple[list[str], list[str]]:
     """`git ls-files -o` as the runner runs it: ignored files are included."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in _KEEP_GIT_ENV}
-    env["GIT_OPTIONAL_LOCKS"] = "0"
     try:
-        proc = subprocess.run(
-            ["git", "-c", "core.fsmonitor=false", "ls-files", "-o", "-z"],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            check=False,
-        )
-    except OSError as exc:
+        proc = run_git(root, "ls-files", "-o", "-z")
+    except GitError as exc:
         return [], [f"untracked files cannot be listed: {exc}"]
     if proc.returncode != 0:
         detail = proc.stderr.decode(errors="replace").strip()

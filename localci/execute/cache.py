@@ -1,5 +1,5 @@
-"""Caches (SEMANTICS §13): keys as GitLab and gitlab-runner compute them, and one entry per key
-in .localci/cache/<key>/, saved atomically under a per-key lock and restored by hard links.
+"""Caches (docs/SEMANTICS.md §13): keys as GitLab and gitlab-runner compute them, and one entry
+per key in .localci/cache/<key>/, saved atomically under a per-key lock and restored by hard links.
 
 Why hard links (bench/cache_bench.py, 200 MB in 10,000 files, ext4 without reflink, medians of
 5): `cp -a` 2.1-3.2 s, restore by copy_file_range copies 0.16-0.45x of that, restore by hard
@@ -57,7 +57,6 @@ POLICIES = ("pull", "push", "pull-push")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.,+=@-]{0,127}")
 _INPLACE = ".inplace.json"
 _INPLACE_LIMIT = 20_000
-_KEEP_GIT_ENV = frozenset({"GIT_EXEC_PATH", "GIT_CONFIG_NOSYSTEM"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,16 +129,9 @@ def _wildcard(pattern: str) -> re.Pattern[str]:
 
 def _project_files(root: Path) -> list[str]:
     """The workspace's files as git lists them (tracked and untracked, not ignored)."""
-    import subprocess
+    from localci.git import run_git
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in _KEEP_GIT_ENV}
-    proc = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        check=False,
-    )
+    proc = run_git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
     if proc.returncode != 0:
         return []
     return sorted({os.fsdecode(raw) for raw in proc.stdout.split(b"\0") if raw})

@@ -1,6 +1,6 @@
 """Runs one planned job the way gitlab-runner's shell executor does, in a workspace and a venv.
 
-Phases (SEMANTICS §11.4): workspace -> venv -> cache -> artifacts -> before_script+script ->
+Phases (docs/SEMANTICS.md §11.4): workspace -> venv -> cache -> artifacts -> before_script+script ->
 after_script -> cache save -> artifacts upload. Retries and allow_failure are decided here.
 """
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -314,18 +313,15 @@ def _interrupts() -> Iterator[Callable[[], None]]:
 
 
 def _git_dir(project_dir: Path) -> Path | None:
+    from localci.errors import GitError
+    from localci.git import run_git
+
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--absolute-git-dir"],
-            cwd=project_dir,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        out = run_git(project_dir, "rev-parse", "--absolute-git-dir", timeout=30)
+    except GitError:
         return None
-    return Path(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip() else None
+    path = os.fsdecode(out.stdout.strip())
+    return Path(path) if out.returncode == 0 and path else None
 
 
 def _write_record(

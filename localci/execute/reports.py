@@ -1,5 +1,5 @@
 """Job reports: JUnit XML files summarised as GitLab's test report does, and the `coverage`
-keyword's regex applied to the job log with GitLab's rule (SEMANTICS §14, §15)."""
+keyword's regex applied to the job log with GitLab's rule (docs/SEMANTICS.md §14, §15)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The job runner's cache and artifacts hooks (SEMANTICS §11.4 steps 3, 4, 7, 8; §10.5, §13, §14):
-caches then artifacts before the scripts; caches, artifacts and reports after them."""
+"""The job runner's cache and artifacts hooks (docs/SEMANTICS.md §11.4 steps 3, 4, 7, 8;
+§10.5, §13, §14): caches then artifacts before the scripts; caches, artifacts and reports
+after them."""
 
 from __future__ import annotations
 

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +45,6 @@ _CHUNK = 1 << 20
 _FENCE = "localci: not a repository (a job's .git was removed; localci restores it)\n"
 _T = TypeVar("_T")
 _R = TypeVar("_R")
-_KEEP_GIT_ENV = frozenset({"GIT_EXEC_PATH", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_CONFIG_NOSYSTEM"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,24 +102,10 @@ class Workspace:
 # --------------------------------------------------------------------------- git plumbing
 
 
-def _git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    # Inherited GIT_DIR / GIT_INDEX_FILE (e.g. from a hook) would redirect every command.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in _KEEP_GIT_ENV}
-    env["GIT_OPTIONAL_LOCKS"] = "0"
-    env.update(extra or {})
-    return env
-
-
 def _git(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> bytes:
-    cmd = ["git", "-c", "core.fsmonitor=false", *args]
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, env=_git_env(env), capture_output=True, check=False)
-    except FileNotFoundError as exc:
-        raise GitError("git is not installed (not found on PATH)") from exc
-    if proc.returncode != 0:
-        detail = proc.stderr.decode(errors="replace").strip()
-        raise GitError(f"`git {' '.join(args)}` failed in {cwd}: {detail}")
-    return proc.stdout
+    from localci.git import git_output
+
+    return git_output(cwd, *args, env=env)
 
 
 def _list_paths(project_dir: Path) -> list[str]:

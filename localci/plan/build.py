@@ -1,4 +1,4 @@
-"""Pipeline creation as GitLab does it (SEMANTICS §0 steps 7-8): the resolved config and a
+"""Pipeline creation as GitLab does it (docs/SEMANTICS.md §0 steps 7-8): the resolved config and a
 pipeline context in, a `Plan` out; plus job selection for `run` and `explain` for humans."""
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from localci.errors import GitError, UsageError
+from localci.git import run_git
 
 ZERO_SHA = "0" * 40
 MR_SOURCE = "merge_request_event"
@@ -41,29 +42,6 @@ PIPELINE_SOURCES = (
     "pipeline_execution_policy_schedule",
 )
 
-# What `git rev-parse --local-env-vars` lists, plus the namespace: set by hooks, IDEs or an outer
-# git, they would make git read another repository, index or configuration than project_dir's.
-_REDIRECTING_GIT_ENV = frozenset(
-    {
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-        "GIT_CONFIG",
-        "GIT_CONFIG_PARAMETERS",
-        "GIT_CONFIG_COUNT",
-        "GIT_OBJECT_DIRECTORY",
-        "GIT_DIR",
-        "GIT_WORK_TREE",
-        "GIT_IMPLICIT_WORK_TREE",
-        "GIT_GRAFT_FILE",
-        "GIT_INDEX_FILE",
-        "GIT_NO_REPLACE_OBJECTS",
-        "GIT_REPLACE_REF_BASE",
-        "GIT_PREFIX",
-        "GIT_INTERNAL_SUPER_PREFIX",
-        "GIT_SHALLOW_FILE",
-        "GIT_COMMON_DIR",
-        "GIT_NAMESPACE",
-    }
-)
 _SIGNATURE_START = re.compile(rb"^-----BEGIN (?:PGP|SSH) SIGNATURE-----$", re.MULTILINE)
 _SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>.+)$")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -669,20 +647,7 @@ def _user(config: Mapping[str, str]) -> tuple[str, str]:
 
 
 def _run(cwd: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    env = {k: v for k, v in os.environ.items() if k not in _REDIRECTING_GIT_ENV}
-    # C locale: stable error texts; no optional locks: never contend with the user's own git.
-    env.update(LC_ALL="C", LANGUAGE="C", GIT_OPTIONAL_LOCKS="0", GIT_TERMINAL_PROMPT="0")
-    try:
-        return subprocess.run(
-            ["git", "-c", "core.quotepath=off", *args],
-            cwd=cwd,
-            env=env,
-            input=stdin,
-            capture_output=True,
-            check=False,
-        )
-    except FileNotFoundError as exc:
-        raise GitError("git is not installed (or not on PATH); localci needs it") from exc
+    return run_git(cwd, *args, stdin=stdin)
 
 
 def _stderr(proc: subprocess.CompletedProcess[bytes]) -> str:

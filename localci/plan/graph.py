@@ -57,7 +57,8 @@ class Graph:
 
 
 def expand_parallel(job: Job) -> tuple[Instance, ...]:
-    """`parallel: N` -> `name i/N`; `parallel:matrix` -> `name: [v1, v2]` (SEMANTICS §12)."""
+    """`parallel: N` -> `name i/N`; `parallel:matrix` -> `name: [v1, v2]`
+    (docs/SEMANTICS.md §12)."""
     parallel = job.parallel
     if parallel is None:
         return (Instance(job.name, job.name, job),)
@@ -386,7 +387,8 @@ def artifact_sources(
     needs: Mapping[str, tuple[PlannedNeed, ...] | None],
     dependencies: Mapping[str, tuple[str, ...] | None],
 ) -> dict[str, tuple[str, ...]]:
-    """SEMANTICS §14: needs with artifacts, else dependencies, else every earlier-stage job."""
+    """Needs with artifacts, else dependencies, else every earlier-stage job
+    (docs/SEMANTICS.md §14)."""
     included = [job for job in jobs if job.included]
     stage_of = {job.name: job.stage_index for job in included}
     earlier = _earlier_stage_jobs(included)

@@ -1,5 +1,6 @@
-"""Inclusion decisions: `workflow:rules`, job `rules`, and `only`/`except` (SEMANTICS §6, §8,
-§9), each with a one-line reason and, on request, a step-by-step trace for `explain`."""
+"""Inclusion decisions: `workflow:rules`, job `rules`, and `only`/`except`
+(docs/SEMANTICS.md §6, §8, §9), each with a one-line reason and, on request, a step-by-step
+trace for `explain`."""
 
 from __future__ import annotations
 
@@ -212,7 +213,7 @@ class Scope:
         return self._expanded
 
     def expand_text(self, text: str) -> str:
-        """`$VAR`/`${VAR}` in a path; unknown references stay literal (SEMANTICS §9.3)."""
+        """`$VAR`/`${VAR}` in a path; unknown references stay literal (docs/SEMANTICS.md §9.3)."""
         if "$" not in text:
             return text
         values = self.expanded
@@ -392,7 +393,7 @@ def _pluralize(word: str) -> str:
 
 
 def ref_matches(entry: str, ctx: PipelineContext) -> bool:
-    """One `only`/`except` refs entry (SEMANTICS §8), `pattern@project/path` included."""
+    """One `only`/`except` refs entry (docs/SEMANTICS.md §8), `pattern@project/path` included."""
     pattern, at, path = entry.partition("@")
     if at and path != ctx.project_path:
         return False

@@ -1,12 +1,12 @@
 """CI/CD variables: GitLab's predefined set, both expansion layers, variables files and dotenv.
 
-Precedence (SEMANTICS §10.2) is composed by the planner by stacking dicts, lowest first, so a later
-layer wins: predefined (`pipeline_variables`, then `job_variables`, then `runtime_variables`)
-< global YAML `variables` (the matched `workflow:rules:variables` over them) < job YAML
-`variables` (matrix values over them, then the matched `rules:variables`) < dotenv variables of
-dependencies < instance < group < project settings files < pipeline variables (`--var`, variables
-files named on the command line). Then `expand_gitlab` once over the stacked mapping, then
-`runner_environment` builds the job's environment from the result.
+Precedence (docs/SEMANTICS.md §10.2) is composed by the planner by stacking dicts, lowest
+first, so a later layer wins: predefined (`pipeline_variables`, then `job_variables`, then
+`runtime_variables`) < global YAML `variables` (the matched `workflow:rules:variables` over
+them) < job YAML `variables` (matrix values over them, then the matched `rules:variables`) <
+dotenv variables of dependencies < instance < group < project settings files < pipeline
+variables (`--var`, variables files named on the command line). Then `expand_gitlab` once over
+the stacked mapping, then `runner_environment` builds the job's environment from the result.
 """
 
 from __future__ import annotations
