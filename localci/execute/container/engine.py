@@ -219,5 +219,6 @@ def _read_cache(key: str) -> Engine | bool | None:
 def _write_cache(key: str, engine: Engine | None) -> None:
     doc = {"key": key, "at": time.time(), "engine": None if engine is None else asdict(engine)}
     # An unwritable cache only costs the next run another probe.
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, LocalCIError):
+        user_cache_dir().mkdir(parents=True, exist_ok=True)
         atomic_write_json(user_cache_dir() / _CACHE_FILE, doc, durable=False)
