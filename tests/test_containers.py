@@ -308,3 +308,21 @@ def test_root_without_engine_refuses_non_emulated_images(tmp_path: Path) -> None
     assert "py (image" not in refused.output
     allowed = run_cli(repo, "run", "--no-tty", "--executor", "venv", "--allow-host", "apt")
     assert allowed.exit_code == 0, allowed.output
+
+
+def test_services_without_a_container_are_named_in_the_job_log(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": """
+            job:
+              services: [{name: "postgres:15", alias: "db,pg"}]
+              script: [echo ran]
+            """
+        },
+    )
+    code, data, output = run_json(repo, "--executor", "venv")
+    log = job_log(data, "job")
+    assert code == 0, output
+    assert "WARNING: services not started" in log and "postgres:15 as postgres, db, pg" in log
+    assert "services not started" in output  # the summary's notes

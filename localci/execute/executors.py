@@ -23,6 +23,7 @@ __all__ = [
     "ScriptSession",
     "executor_for",
     "job_image",
+    "services_not_started",
 ]
 
 EXECUTOR_MODES = ("auto", "container", "venv", "host")
@@ -83,6 +84,23 @@ def expand_name(name: str, job: PlannedJob) -> str:
         return name
     values = {**job.predefined, **{k: v.value for k, v in job.yaml_variables.items()}}
     return re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m.group(1), ""), name)
+
+
+def services_not_started(job: PlannedJob) -> str:
+    """The warning for a job whose services cannot start: each service, its aliases, and
+    what to do about it."""
+    from localci.execute.container.services import service_aliases
+
+    described = []
+    for service in job.job.services:
+        image = expand_name(service.name, job)
+        described.append(f"{image} as {', '.join(service_aliases(image, service.alias))}")
+    named = "; ".join(described)
+    return (
+        f"services not started (the job runs outside a container): {named}. Install Docker or "
+        "Podman to run them, or start the servers yourself and point the job's variables "
+        "at them (--var HOST=localhost)"
+    )
 
 
 def executor_for(job: PlannedJob, mode: str, engine_usable: bool) -> Place:

@@ -22,7 +22,7 @@ from localci.events import Event, JobOutput, JobStarted, Notice
 from localci.execute import script as scripts
 from localci.execute.durations import parse_duration
 from localci.execute.environment import JobPaths, RuntimeFacts, host_base, job_environment
-from localci.execute.executors import ContainerExecutor, ScriptSession
+from localci.execute.executors import ContainerExecutor, ScriptSession, services_not_started
 from localci.execute.process import ProcessOutcome, kill_session, run_bash
 from localci.execute.results import JobResult, Status
 from localci.execute.store import Store
@@ -244,6 +244,8 @@ class JobRunner:
         if ctx.containers is not None and ctx.containers.wants(job):
             return ctx.containers.session(job, ws, facts, dotenv, writer.line, notes, cancel)
         base = self._venv(job, ws, writer, notes)
+        if job.job.services:
+            _note(notes, writer, services_not_started(job))
         env = job_environment(job, facts, dotenv, ctx.user_variables, base)
         return contextlib.nullcontext(_HostSession(ws, env, ctx.color, writer.line))
 
