@@ -326,3 +326,26 @@ def test_services_without_a_container_are_named_in_the_job_log(tmp_path: Path) -
     assert code == 0, output
     assert "WARNING: services not started" in log and "postgres:15 as postgres, db, pg" in log
     assert "services not started" in output  # the summary's notes
+
+
+def test_files_a_rootful_container_made_are_given_back_to_a_non_root_user(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from localci.execute.container import executor
+    from localci.execute.workspace import Workspace
+
+    if os.geteuid() != 0 or engine.rootless:
+        pytest.skip("needs a rootful engine and root to stage files of another owner")
+    builds = tmp_path / "slot"
+    ws = Workspace(0, builds, builds / "project", builds / "state")
+    (ws.project_dir / "out" / "deep").mkdir(parents=True)
+    (ws.project_dir / "out" / "deep" / "file").write_text("made by root")
+    (builds / "tmp").mkdir()
+    user = 4321  # the non-root user localci pretends to run as; the files are root's
+    monkeypatch.setattr(executor.os, "geteuid", lambda: user)
+    monkeypatch.setattr(executor.os, "getegid", lambda: user)
+    lines: list[str] = []
+    executor.reclaim_files(engine, BUSYBOX, ws, lines.append)
+    assert lines == []
+    for path in (ws.project_dir / "out", ws.project_dir / "out" / "deep" / "file"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (user, user)

@@ -138,6 +138,7 @@ class ContainerRunner:
             if debug_logs is not None:
                 debug_logs.stop()
             remove_objects(engine, created, network)
+            reclaim_files(engine, qualified_image(engine, image), ws, log)
 
     def _start_services(
         self,
@@ -289,6 +290,40 @@ class _ContainerSession:
         detect = _DETECT.format(bash=f"{files}/step-{step}.bash", sh=f"{files}/step-{step}.sh")
         argv += ["sh", "-c", detect]
         return client_env, argv
+
+
+def reclaim_files(engine: Engine, image: str, ws: Workspace, log: Callable[[str], None]) -> None:
+    """Give back to the user what a container made in the workspace as another user (root
+    under rootful Docker): cleaning, caching and the next job need to own it."""
+    if os.geteuid() == 0:
+        return  # root owns everything it needs to
+    dirs = [ws.project_dir, ws.builds_dir / "tmp"]
+    if not any(_has_foreign_entry(path) for path in dirs):
+        return
+    # In a rootless engine the container's root is this user; in a rootful one it is not.
+    owner = "0:0" if engine.rootless else f"{os.geteuid()}:{os.getegid()}"
+    args = ["run", "--rm", "--user", "0", "--entrypoint", "", *_label_args("reclaim")]
+    for index, path in enumerate(dirs):
+        args += ["-v", _mount(path, PurePosixPath(f"/reclaim/{index}"))]
+    done = engine.command(*args, image, "chown", "-R", owner, "/reclaim", check=False)
+    if done.returncode != 0:
+        log(f"WARNING: could not take back files the container made: {done.stderr.strip()}")
+
+
+def _has_foreign_entry(root: Path) -> bool:
+    uid = os.geteuid()
+    stack = [root]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.stat(follow_symlinks=False).st_uid != uid:
+                        return True
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+        except OSError:
+            return True  # unreadable: most likely made by another user
+    return False
 
 
 def _inside_paths(job: PlannedJob, ws: Workspace) -> JobPaths:
