@@ -234,7 +234,7 @@ def test_next_run_removes_what_a_sigkilled_run_left(engine: Engine, tmp_path: Pa
     subprocess.run(["git", "commit", "-qam", "quick"], cwd=repo, check=True)
     code, _data, output = run_json(repo)
     assert code == 0, output
-    assert "interrupted run left behind" in output
+    assert "an interrupted run left" in output
     assert localci_objects(engine) == ([], [])
 
 

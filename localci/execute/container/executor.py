@@ -250,8 +250,9 @@ class _ContainerSession:
         name = f"{self.name_prefix}-{step}{next(self._steps)}"
         env = {**self.env, **(extra_env or {})}
         client_env, argv = self._command(name, step, env)
+        outcome = None
         try:
-            return run_bash(
+            outcome = run_bash(
                 f"exec {shlex.join(argv)}\n",
                 cwd=self.ws.builds_dir,
                 env=client_env,
@@ -259,8 +260,10 @@ class _ContainerSession:
                 timeout_s=timeout_s,
                 cancel=cancel,
             )
+            return outcome
         finally:
-            remove_objects(self.runner.engine, [name], None)
+            if not _removed_by_engine(outcome):
+                remove_objects(self.runner.engine, [name], None)
 
     def _command(
         self, name: str, step: str, env: Mapping[str, str]
@@ -324,6 +327,14 @@ def _has_foreign_entry(root: Path) -> bool:
         except OSError:
             return True  # unreadable: most likely made by another user
     return False
+
+
+def _removed_by_engine(outcome: ProcessOutcome | None) -> bool:
+    """Whether `run --rm` ended by itself, so that the engine removed the container: when
+    localci stopped it (timeout, cancel, Ctrl-C) or the CLI failed (125), localci removes it."""
+    if outcome is None or outcome.exit_code is None:
+        return False
+    return outcome.exit_code < 125 and not (outcome.timed_out or outcome.canceled)
 
 
 def _inside_paths(job: PlannedJob, ws: Workspace) -> JobPaths:
