@@ -67,6 +67,7 @@ def test_job_runs_in_its_image_at_gitlab_paths(
                 - echo "dir=$CI_PROJECT_DIR builds=$CI_BUILDS_DIR pwd=$(pwd)"
                 - cat tracked.txt
                 - echo "host=${{ONLY_ON_THE_HOST:-unset}} greeting=$GREETING"
+                - echo "shared=${{CI_SHARED_ENVIRONMENT:-no}} disposable=$CI_DISPOSABLE_ENVIRONMENT"
                 - printf 'secret=%s\\n' "$(cat "$SECRET_FILE")"
                 - echo "$SECRET_FILE"
                 - echo changed > /etc/localci-container-marker
@@ -82,6 +83,7 @@ def test_job_runs_in_its_image_at_gitlab_paths(
     assert "dir=/builds/group/project builds=/builds pwd=/builds/group/project" in log
     assert "from the repository" in log
     assert "host=unset greeting=hello world" in log
+    assert "shared=no disposable=true" in log
     assert "secret=s3cr3t-value" in log
     assert "/builds/group/project.tmp/SECRET_FILE" in log
     assert not Path("/etc/localci-container-marker").exists()

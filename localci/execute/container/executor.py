@@ -109,7 +109,7 @@ class ContainerRunner:
         inside = _inside_paths(job, ws)
         env = job_environment(
             job,
-            dataclasses.replace(facts, paths=inside, pip_cache_dir=None),
+            dataclasses.replace(facts, paths=inside, pip_cache_dir=None, disposable=True),
             dotenv,
             self.user_variables,
             {},
