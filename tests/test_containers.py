@@ -351,3 +351,28 @@ def test_files_a_rootful_container_made_are_given_back_to_a_non_root_user(
     assert lines == []
     for path in (ws.project_dir / "out", ws.project_dir / "out" / "deep" / "file"):
         assert (path.stat().st_uid, path.stat().st_gid) == (user, user)
+
+
+def test_detection_skips_a_docker_cli_without_daemon_and_is_cached(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from localci.execute.container import engine as engines
+
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    docker = fake_bin / "docker"
+    docker.write_text(
+        "#!/bin/sh\necho 'Cannot connect to the Docker daemon. Is it running?' >&2\nexit 1\n"
+    )
+    docker.chmod(0o755)
+    real = Path(engine.cli).parent
+    monkeypatch.setenv("PATH", f"{fake_bin}:{real}:/usr/bin:/bin")
+    found = engines.detect_engine()
+    if engine.kind == "podman":
+        assert found is not None and found.kind == "podman"
+    else:  # only a Docker engine here: the daemon-less fake shadows it
+        assert found is None
+    started = time.monotonic()
+    assert engines.detect_engine() == found  # from the disk cache: no CLI is run
+    assert time.monotonic() - started < 0.2
+    assert engines.detect_engine("docker", use_cache=False) is None

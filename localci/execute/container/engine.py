@@ -15,7 +15,6 @@ steer them, because `podman info` alone costs more than a whole cached venv job.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import shutil
@@ -142,7 +141,6 @@ def detect_engine(preferred: str | None = None, *, use_cache: bool = True) -> En
     return found
 
 
-@functools.cache
 def _probe_all(kinds: Sequence[str]) -> Engine | None:
     for kind in kinds:
         engine = _probe(kind)
