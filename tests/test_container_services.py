@@ -228,3 +228,33 @@ def test_offline_and_missing_names_the_image_and_localci_pull_fetches_it(
     code, data, output = run_json(repo, "--offline")
     assert code == 0, output + job_log(data, "job")
     assert "offline works" in job_log(data, "job")
+
+
+def test_python_images_run_in_venvs_unless_they_have_services_or_executor_container(
+    engine: Engine, tmp_path: Path
+) -> None:
+    python_image = "localhost/localci-test/python:3.12"  # a stand-in: busybox under that name
+    subprocess.run([engine.cli, "tag", BUSYBOX, python_image], check=True, capture_output=True)
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": f"""
+            plain:
+              image: {python_image}
+              script: [echo "where=$CI_PROJECT_DIR"]
+            with-service:
+              image: {python_image}
+              services: [{{name: {HTTPD}, alias: web}}]
+              script: [echo "where=$CI_PROJECT_DIR", wget -q -O- http://web/]
+            """
+        },
+    )
+    code, data, output = run_json(repo)
+    assert code == 0, output
+    assert "virtualenv" in job_log(data, "plain")
+    assert "where=/builds/group/project" not in job_log(data, "plain")
+    assert "where=/builds/group/project" in job_log(data, "with-service")
+    assert "hello from the service" in job_log(data, "with-service")
+    code, data, output = run_json(repo, "--executor", "container", "plain")
+    assert code == 0, output
+    assert "where=/builds/group/project" in job_log(data, "plain")

@@ -107,14 +107,16 @@ def executor_for(job: PlannedJob, mode: str, engine_usable: bool) -> Place:
     """Where `job` runs under `--executor mode` (see README, "Executors").
 
     auto: a Python image in a venv, any other image in a container when an engine is usable,
-    else on this machine; container: every job with an image in its image; venv/host: never a
-    container. A job without an image runs in a venv (host under `--executor host`).
+    else on this machine; a Python image with `services:` in a container too, since only there
+    can the job reach its services by their aliases. container: every job with an image in its
+    image; venv/host: never a container. A job without an image runs in a venv (host under
+    `--executor host`).
     """
     if mode == "host":
         return "host"
     image = job_image(job)
     if mode == "venv" or image is None or not engine_usable:
         return "venv"
-    if mode == "container" or python_for_image(image) is None:
+    if mode == "container" or python_for_image(image) is None or job.job.services:
         return "container"
     return "venv"
