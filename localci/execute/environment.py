@@ -58,6 +58,7 @@ class RuntimeFacts:
     paths: JobPaths
     pip_cache_dir: Path | None = None
     offline: bool = False
+    disposable: bool = False  # a container thrown away after the job (Docker executor)
 
 
 def host_base(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -96,7 +97,7 @@ def job_environment(
 
 def _runtime(job: PlannedJob, facts: RuntimeFacts) -> dict[str, str]:
     env = job.job.environment
-    return runtime_variables(
+    variables = runtime_variables(
         project_dir=facts.paths.project_dir,
         builds_dir=facts.paths.builds_dir,
         job_id=facts.job_id,
@@ -104,3 +105,8 @@ def _runtime(job: PlannedJob, facts: RuntimeFacts) -> dict[str, str]:
         timeout_s=facts.timeout_s,
         environment=None if env is None else (env.name, env.url, env.action, env.deployment_tier),
     )
+    if facts.disposable:
+        # What GitLab's Docker executor says instead of the shell executor's shared machine.
+        del variables["CI_SHARED_ENVIRONMENT"]
+        variables["CI_DISPOSABLE_ENVIRONMENT"] = "true"
+    return variables

@@ -23,6 +23,7 @@ __all__ = [
     "ScriptSession",
     "executor_for",
     "job_image",
+    "services_not_started",
 ]
 
 EXECUTOR_MODES = ("auto", "container", "venv", "host")
@@ -85,18 +86,37 @@ def expand_name(name: str, job: PlannedJob) -> str:
     return re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m.group(1), ""), name)
 
 
+def services_not_started(job: PlannedJob) -> str:
+    """The warning for a job whose services cannot start: each service, its aliases, and
+    what to do about it."""
+    from localci.execute.container.services import service_aliases
+
+    described = []
+    for service in job.job.services:
+        image = expand_name(service.name, job)
+        described.append(f"{image} as {', '.join(service_aliases(image, service.alias))}")
+    named = "; ".join(described)
+    return (
+        f"services not started (the job runs outside a container): {named}. Install Docker or "
+        "Podman to run them, or start the servers yourself and point the job's variables "
+        "at them (--var HOST=localhost)"
+    )
+
+
 def executor_for(job: PlannedJob, mode: str, engine_usable: bool) -> Place:
     """Where `job` runs under `--executor mode` (see README, "Executors").
 
     auto: a Python image in a venv, any other image in a container when an engine is usable,
-    else on this machine; container: every job with an image in its image; venv/host: never a
-    container. A job without an image runs in a venv (host under `--executor host`).
+    else on this machine; a Python image with `services:` in a container too, since only there
+    can the job reach its services by their aliases. container: every job with an image in its
+    image; venv/host: never a container. A job without an image runs in a venv (host under
+    `--executor host`).
     """
     if mode == "host":
         return "host"
     image = job_image(job)
     if mode == "venv" or image is None or not engine_usable:
         return "venv"
-    if mode == "container" or request_for_image(image) is None:
+    if mode == "container" or request_for_image(image) is None or job.job.services:
         return "container"
     return "venv"

@@ -163,6 +163,8 @@ def _run_jobs(
     ).run()
     if downstream is not None:
         downstream.finish(results)
+    _join_sweepers()
+
 
 
 def _downstream(
@@ -206,9 +208,17 @@ def _container_runner(
     from localci.execute.container.cleanup import remove_leftovers
     from localci.execute.container.executor import ContainerRunner
 
-    removed = remove_leftovers(options.engine)
-    if removed:
-        emit(Notice(f"removed {removed} container(s)/network(s) an interrupted run left behind"))
+    engine = options.engine
+
+    def sweep() -> None:
+        removed = remove_leftovers(engine)
+        if removed:
+            emit(Notice(f"removed {removed} container(s)/network(s) an interrupted run left"))
+
+    # Leftovers have names of their own: removing them need not delay the first job.
+    sweeper = threading.Thread(target=sweep, name="localci-sweep", daemon=True)
+    sweeper.start()
+    _sweepers.append(sweeper)
     return ContainerRunner(
         options.engine,
         mode=options.executor,
@@ -216,6 +226,14 @@ def _container_runner(
         color=options.color,
         offline=options.offline,
     )
+
+
+_sweepers: list[threading.Thread] = []
+
+
+def _join_sweepers() -> None:
+    while _sweepers:
+        _sweepers.pop().join(timeout=120)
 
 
 def _announce_unsupported(

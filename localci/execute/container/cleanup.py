@@ -9,6 +9,7 @@ longer than the next run's start.
 from __future__ import annotations
 
 import os
+import time
 from functools import cache
 from pathlib import Path
 
@@ -39,7 +40,12 @@ def remove_objects(engine: Engine, containers: list[str], network: str | None) -
     if containers:
         engine.command("rm", "-f", *_no_grace(engine), *containers, check=False, timeout_s=60)
     if network:
-        engine.command("network", "rm", network, check=False, timeout_s=60)
+        # Docker removes a `run --rm` container asynchronously: its endpoint may linger briefly.
+        for delay in (0.0, 0.5, 2.0):
+            time.sleep(delay)
+            done = engine.command("network", "rm", network, check=False, timeout_s=60)
+            if done.returncode == 0 or "not found" in done.stderr.lower():
+                break
 
 
 def remove_leftovers(engine: Engine) -> int:

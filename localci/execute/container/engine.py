@@ -15,7 +15,6 @@ steer them, because `podman info` alone costs more than a whole cached venv job.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import shutil
@@ -142,7 +141,6 @@ def detect_engine(preferred: str | None = None, *, use_cache: bool = True) -> En
     return found
 
 
-@functools.cache
 def _probe_all(kinds: Sequence[str]) -> Engine | None:
     for kind in kinds:
         engine = _probe(kind)
@@ -219,5 +217,6 @@ def _read_cache(key: str) -> Engine | bool | None:
 def _write_cache(key: str, engine: Engine | None) -> None:
     doc = {"key": key, "at": time.time(), "engine": None if engine is None else asdict(engine)}
     # An unwritable cache only costs the next run another probe.
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, LocalCIError):
+        user_cache_dir().mkdir(parents=True, exist_ok=True)
         atomic_write_json(user_cache_dir() / _CACHE_FILE, doc, durable=False)

@@ -109,7 +109,7 @@ class ContainerRunner:
         inside = _inside_paths(job, ws)
         env = job_environment(
             job,
-            dataclasses.replace(facts, paths=inside, pip_cache_dir=None),
+            dataclasses.replace(facts, paths=inside, pip_cache_dir=None, disposable=True),
             dotenv,
             self.user_variables,
             {},
@@ -138,6 +138,7 @@ class ContainerRunner:
             if debug_logs is not None:
                 debug_logs.stop()
             remove_objects(engine, created, network)
+            reclaim_files(engine, qualified_image(engine, image), ws, log)
 
     def _start_services(
         self,
@@ -249,8 +250,9 @@ class _ContainerSession:
         name = f"{self.name_prefix}-{step}{next(self._steps)}"
         env = {**self.env, **(extra_env or {})}
         client_env, argv = self._command(name, step, env)
+        outcome = None
         try:
-            return run_bash(
+            outcome = run_bash(
                 f"exec {shlex.join(argv)}\n",
                 cwd=self.ws.builds_dir,
                 env=client_env,
@@ -258,8 +260,10 @@ class _ContainerSession:
                 timeout_s=timeout_s,
                 cancel=cancel,
             )
+            return outcome
         finally:
-            remove_objects(self.runner.engine, [name], None)
+            if not _removed_by_engine(outcome):
+                remove_objects(self.runner.engine, [name], None)
 
     def _command(
         self, name: str, step: str, env: Mapping[str, str]
@@ -289,6 +293,48 @@ class _ContainerSession:
         detect = _DETECT.format(bash=f"{files}/step-{step}.bash", sh=f"{files}/step-{step}.sh")
         argv += ["sh", "-c", detect]
         return client_env, argv
+
+
+def reclaim_files(engine: Engine, image: str, ws: Workspace, log: Callable[[str], None]) -> None:
+    """Give back to the user what a container made in the workspace as another user (root
+    under rootful Docker): cleaning, caching and the next job need to own it."""
+    if os.geteuid() == 0:
+        return  # root owns everything it needs to
+    dirs = [ws.project_dir, ws.builds_dir / "tmp"]
+    if not any(_has_foreign_entry(path) for path in dirs):
+        return
+    # In a rootless engine the container's root is this user; in a rootful one it is not.
+    owner = "0:0" if engine.rootless else f"{os.geteuid()}:{os.getegid()}"
+    args = ["run", "--rm", "--user", "0", "--entrypoint", "", *_label_args("reclaim")]
+    for index, path in enumerate(dirs):
+        args += ["-v", _mount(path, PurePosixPath(f"/reclaim/{index}"))]
+    done = engine.command(*args, image, "chown", "-R", owner, "/reclaim", check=False)
+    if done.returncode != 0:
+        log(f"WARNING: could not take back files the container made: {done.stderr.strip()}")
+
+
+def _has_foreign_entry(root: Path) -> bool:
+    uid = os.geteuid()
+    stack = [root]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.stat(follow_symlinks=False).st_uid != uid:
+                        return True
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+        except OSError:
+            return True  # unreadable: most likely made by another user
+    return False
+
+
+def _removed_by_engine(outcome: ProcessOutcome | None) -> bool:
+    """Whether `run --rm` ended by itself, so that the engine removed the container: when
+    localci stopped it (timeout, cancel, Ctrl-C) or the CLI failed (125), localci removes it."""
+    if outcome is None or outcome.exit_code is None:
+        return False
+    return outcome.exit_code < 125 and not (outcome.timed_out or outcome.canceled)
 
 
 def _inside_paths(job: PlannedJob, ws: Workspace) -> JobPaths:

@@ -1,0 +1,260 @@
+"""`services:` and image pulls with real containers and a real local registry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from localci.execute.container.engine import Engine
+from tests.container_support import (
+    BUSYBOX,
+    ENTRY,
+    HTTPD,
+    SLOW_HTTPD,
+    ensure_images,
+    insecure_registries_conf,
+    local_registry,
+    localci_objects,
+    require_engine,
+)
+from tests.helpers import make_repo, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    found = require_engine()
+    ensure_images(found, tmp_path_factory.mktemp("images"))
+    yield found
+
+
+def run_json(repo: Path, *args: str) -> tuple[int, dict, str]:
+    out = repo.parent / "report.json"
+    out.unlink(missing_ok=True)
+    result = run_cli(repo, "run", "--no-tty", "--json-report", str(out), *args)
+    if not out.exists():
+        raise AssertionError(f"no job ran (exit {result.exit_code}):\n{result.output}")
+    return result.exit_code, json.loads(out.read_text()), result.output
+
+
+def job_log(data: dict, name: str) -> str:
+    entry = next(j for j in data["jobs"] if j["name"] == name)
+    return Path(entry["log"]).read_text()
+
+
+def test_services_reachable_by_every_alias_form(engine: Engine, tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": f"""
+            variables:
+              FROM_JOB: job-value
+            job:
+              image: {BUSYBOX}
+              services:
+                - {HTTPD}
+                - name: {HTTPD}
+                  alias: web, second-name
+                - name: {BUSYBOX}
+                  alias: greeter
+                  variables: {{GREETING: hi-from-service}}
+                  command:
+                    - sh
+                    - -c
+                    - echo "$GREETING $FROM_JOB" > /www/index.html; exec httpd -f -p 81 -h /www
+                - name: {ENTRY}
+                  alias: entry
+                  entrypoint: [sh, -c]
+                  command: ["echo via-entrypoint > /www/index.html; exec httpd -f -p 82 -h /www"]
+              script:
+                - wget -q -O- http://localhost__localci-test__httpd/
+                - wget -q -O- http://localhost-localci-test-httpd/
+                - wget -q -O- http://web/ && wget -q -O- http://second-name/
+                - sleep 1; wget -q -O- http://greeter:81/
+                - sleep 1; wget -q -O- http://entry:82/
+            """
+        },
+    )
+    code, data, output = run_json(repo)
+    log = job_log(data, "job")
+    assert code == 0, output + log
+    assert log.count("hello from the service") == 4
+    assert "hi-from-service job-value" in log
+    assert "via-entrypoint" in log
+    assert "services: not emulated" not in output
+    assert localci_objects(engine) == ([], [])
+
+
+def test_slow_service_is_waited_for_and_debug_logs_stream(engine: Engine, tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": f"""
+            job:
+              image: {BUSYBOX}
+              variables: {{CI_DEBUG_SERVICES: "true"}}
+              services:
+                - name: {SLOW_HTTPD}
+                  alias: slow
+                  entrypoint: [sh, -c]
+                  command: ["echo slow service starting; sleep 3; exec httpd -f -v -p 8080 -h /www"]
+              script:
+                - wget -q -O- http://slow:8080/
+            """
+        },
+    )
+    code, data, output = run_json(repo)
+    log = job_log(data, "job")
+    assert code == 0, output + log
+    assert "hello from the service" in log
+    assert "[service:localhost__localci-test__slow-httpd] slow service starting" in log
+
+
+def test_a_service_that_never_listens_warns_and_the_job_still_runs(
+    engine: Engine, tmp_path: Path
+) -> None:
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": f"""
+            job:
+              image: {BUSYBOX}
+              services:
+                - name: {HTTPD}
+                  alias: mute
+                  command: [sh, -c, "echo never listening; sleep 60"]
+                  variables: {{HEALTHCHECK_TCP_PORT: "80"}}
+              script: [echo script ran]
+            """
+        },
+    )
+    code, data, output = run_json(repo)
+    log = job_log(data, "job")
+    assert code == 0, output + log
+    assert "*** WARNING: Service" in log and "probably didn't start properly" in log
+    assert "never listening" in log
+    assert "script ran" in log
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> Iterator[str]:
+    scratch = tmp_path_factory.mktemp("registry")
+    for address in local_registry(scratch):
+        conf = insecure_registries_conf(scratch, address)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("CONTAINERS_REGISTRIES_CONF", str(conf))
+            yield address
+
+
+def _push(engine: Engine, address: str, name: str) -> str:
+    remote = f"{address}/localci-test/pulled-{name}:1"
+    subprocess.run([engine.cli, "tag", BUSYBOX, remote], check=True, capture_output=True)
+    push = [engine.cli, "push", remote]
+    if engine.kind == "podman":
+        push.insert(2, "--tls-verify=false")
+    subprocess.run(push, check=True, capture_output=True)
+    subprocess.run([engine.cli, "rmi", remote], check=True, capture_output=True)
+    return remote
+
+
+def test_pull_policies_against_a_local_registry(
+    engine: Engine, registry: str, tmp_path: Path
+) -> None:
+    image = _push(engine, registry, "policy")
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": f"""
+            stages: [one, two, three, four]
+            never:
+              stage: one
+              image: {{name: {image}, pull_policy: never}}
+              allow_failure: true
+              script: [echo never]
+            first:
+              stage: two
+              image: {{name: {image}, pull_policy: [if-not-present]}}
+              script: [echo ran in the pulled image]
+            present:
+              stage: three
+              image: {{name: {image}, pull_policy: if-not-present}}
+              script: [echo present]
+            always:
+              stage: four
+              image: {{name: {image}, pull_policy: always}}
+              script: [echo always]
+            """
+        },
+    )
+    code, data, output = run_json(repo)
+    assert code == 0, output
+    never = job_log(data, "never")
+    assert f"image {image!r} is not available" in never and "pull_policy is never" in never
+    assert f"`localci pull` or `{engine.kind} pull {image}`" in never
+    first = job_log(data, "first")
+    assert f"Pulling image {image}" in first and "ran in the pulled image" in first
+    assert "Pulling image" not in job_log(data, "present")
+    assert f"Pulling image {image}" in job_log(data, "always")
+
+
+def test_offline_and_missing_names_the_image_and_localci_pull_fetches_it(
+    engine: Engine, registry: str, tmp_path: Path
+) -> None:
+    image = _push(engine, registry, "offline")
+    service = _push(engine, registry, "offline-service")
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": f"""
+            job:
+              image: {image}
+              services: [{{name: {service}, alias: svc, command: [sleep, "30"]}}]
+              script: [echo offline works]
+            """
+        },
+    )
+    code, data, output = run_json(repo, "--offline")
+    log = job_log(data, "job")
+    assert code == 1
+    assert f"image {image!r} is not available" in log and "--offline" in log
+    pulled = run_cli(repo, "pull")
+    assert pulled.exit_code == 0, pulled.output
+    assert image in pulled.output and service in pulled.output
+    code, data, output = run_json(repo, "--offline")
+    assert code == 0, output + job_log(data, "job")
+    assert "offline works" in job_log(data, "job")
+
+
+def test_python_images_run_in_venvs_unless_they_have_services_or_executor_container(
+    engine: Engine, tmp_path: Path
+) -> None:
+    python_image = "localhost/localci-test/python:3.12"  # a stand-in: busybox under that name
+    subprocess.run([engine.cli, "tag", BUSYBOX, python_image], check=True, capture_output=True)
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": f"""
+            plain:
+              image: {python_image}
+              script: [echo "where=$CI_PROJECT_DIR"]
+            with-service:
+              image: {python_image}
+              services: [{{name: {HTTPD}, alias: web}}]
+              script: [echo "where=$CI_PROJECT_DIR", wget -q -O- http://web/]
+            """
+        },
+    )
+    code, data, output = run_json(repo)
+    assert code == 0, output
+    assert "virtualenv" in job_log(data, "plain")
+    assert "where=/builds/group/project" not in job_log(data, "plain")
+    assert "where=/builds/group/project" in job_log(data, "with-service")
+    assert "hello from the service" in job_log(data, "with-service")
+    code, data, output = run_json(repo, "--executor", "container", "plain")
+    assert code == 0, output
+    assert "where=/builds/group/project" in job_log(data, "plain")
