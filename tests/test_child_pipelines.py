@@ -372,3 +372,45 @@ def test_list_json_explain_and_graph_show_child_pipelines(tmp_path: Path) -> Non
     assert "deploy to staging" in log
     assert child_jobs(data, "dynamic")["x"]["status"] == "success"
     assert "not run: downstream project pipeline" in job(data, "other-project")["reason"]
+
+
+def test_mapped_multi_project_pipeline_runs_from_the_local_checkout(tmp_path: Path) -> None:
+    other = make_repo(
+        tmp_path / "other",
+        {
+            ".gitlab-ci.yml": """
+                workflow:
+                  rules:
+                    - if: $CI_PIPELINE_SOURCE == "pipeline"
+                downstream-test:
+                  script:
+                    - echo "other project on $CI_COMMIT_REF_NAME with $UPSTREAM_VERSION"
+                    - test -f other-only.txt
+                    - exit 3
+            """,
+            "other-only.txt": "mine\n",
+        },
+        remote=None,
+    )
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": """
+                deploy-other:
+                  variables:
+                    UPSTREAM_VERSION: "2.0"
+                  trigger:
+                    project: group/other
+                    branch: release
+                    strategy: depend
+            """,
+        },
+    )
+    code, data, output = report(repo, "--include-map", f"group/other={other}")
+    assert code == 1, output
+    downstream = job(data, "deploy-other")["downstream"]
+    assert downstream["kind"] == "project" and downstream["status"] == "failed"
+    log = Path(downstream["jobs"][0]["log"]).read_text()
+    assert "other project on release with 2.0" in log
+    assert str(other / ".localci") in downstream["jobs"][0]["log"]
+    assert "deploy-other > downstream-test" in output

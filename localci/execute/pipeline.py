@@ -117,7 +117,7 @@ def _run_jobs(
         record_dir=store.pipeline_dir(pipeline_id),
         ref=ctx.ref,
         ref_is_tag=ctx.ref_is_tag,
-        user_git_dir=_git_dir(ctx.project_dir),
+        user_git_dir=git_dir_of(ctx.project_dir),
         emit=emit,
         user_variables=plan.user_variables,
         base_env=current_environment(),
@@ -263,7 +263,8 @@ def _interrupts() -> Iterator[Callable[[], None]]:
             signal.signal(sig, old)
 
 
-def _git_dir(project_dir: Path) -> Path | None:
+def git_dir_of(project_dir: Path) -> Path | None:
+    """The repository's git directory (None when it is not a repository)."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--absolute-git-dir"],
