@@ -365,6 +365,10 @@ def test_list_json_explain_and_graph_show_child_pipelines(tmp_path: Path) -> Non
     assert "child pipeline of 1 job(s): deploy-staging" in explained.stdout
     graph = run_cli(repo, "graph", *mapping)
     assert "dynamic triggers artifact gen.yml of job gen" in graph.stdout
+    config = run_cli(repo, "config", "--child", "from-project", *mapping)
+    assert config.exit_code == 0, config.output
+    assert "deploy-staging:" in config.stdout and "echo deploy to staging" in config.stdout
+    assert run_cli(repo, "config", "--child", "dynamic").exit_code == 2
 
     code, data, output = report(repo, *mapping)
     assert code == 0, output
