@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from tests.helpers import make_repo, run_cli
@@ -418,3 +423,61 @@ def test_mapped_multi_project_pipeline_runs_from_the_local_checkout(tmp_path: Pa
     assert "other project on release with 2.0" in log
     assert str(other / ".localci") in downstream["jobs"][0]["log"]
     assert "deploy-other > downstream-test" in output
+
+
+def _alive_with(marker: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def test_ctrl_c_stops_child_pipelines_too(tmp_path: Path) -> None:
+    marker = f"localci-child-sleep-{os.getpid()}"
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": """
+                background:
+                  trigger:
+                    include: child.yml
+                depending:
+                  trigger:
+                    include: child.yml
+                    strategy: depend
+            """,
+            "child.yml": f"""
+                sleeper:
+                  script: ["exec -a {marker} sleep 300"]
+            """,
+        },
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localci", "run", "--no-tty"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(_alive_with(marker)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(_alive_with(marker)) == 2, "the child jobs did not start"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    time.sleep(0.5)
+    assert _alive_with(marker) == []
+    records = [
+        json.loads(path.read_text())
+        for path in (repo / ".localci" / "pipelines").glob("*/pipeline.json")
+    ]
+    assert sorted(r["status"] for r in records) == ["canceled", "canceled", "canceled"], out
+    assert "Traceback" not in out

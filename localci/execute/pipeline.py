@@ -135,16 +135,18 @@ def _run_jobs(
         emit(JobFinished(result))
 
     downstream = _downstream(plan, jobs, options, run_ctx, hooks_factory, pipeline_id)
-    Scheduler(
-        jobs,
-        JobRunner(run_ctx),
-        report,
-        max_parallel=options.max_parallel,
-        manual=options.manual,
-        cancel_on_failure=options.cancel_on_failure,
-    ).run()
-    if downstream is not None:
-        downstream.finish(results)
+    try:
+        Scheduler(
+            jobs,
+            JobRunner(run_ctx),
+            report,
+            max_parallel=options.max_parallel,
+            manual=options.manual,
+            cancel_on_failure=options.cancel_on_failure,
+        ).run()
+    finally:
+        if downstream is not None:  # children still running end (or are canceled) first
+            downstream.finish(results)
 
 
 def _downstream(
