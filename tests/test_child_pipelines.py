@@ -50,6 +50,10 @@ def test_a_failing_child_fails_the_parent_only_with_strategy_depend(tmp_path: Pa
                     include:
                       - local: child.yml
                     strategy: depend
+                mirroring:
+                  trigger:
+                    include: child.yml
+                    strategy: mirror
             """,
             "child.yml": FAILING_CHILD,
         },
@@ -63,6 +67,11 @@ def test_a_failing_child_fails_the_parent_only_with_strategy_depend(tmp_path: Pa
     assert child_jobs(data, "independent")["child-test"]["status"] == "failed"
     assert "independent > child-test" in output
     assert "child pipeline" in output and "failed" in output
+
+    code, data, output = report(repo, "mirroring")
+    assert code == 1, output
+    assert job(data, "mirroring")["status"] == "failed"
+    assert job(data, "mirroring")["downstream"]["strategy"] == "mirror"
 
     code, data, output = report(repo, "dependent")
     assert code == 1, output

@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 import subprocess
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,8 +124,10 @@ def prepare_job_workspace(
     prepare_workspace(ws, snapshot, ref=ref, ref_is_tag=ref_is_tag, user_git_dir=user_git_dir)
     if user_git_dir is None or not (ws.project_dir / ".git").is_dir():
         return
-    if settings.depth:
-        made = make_shallow(ws.project_dir, settings.depth)
+    if settings.depth and snapshot.sha.strip("0"):  # an unborn branch has no history to cut
+        made = make_shallow(
+            ws.project_dir, settings.depth, head=snapshot.sha, cache_key=str(user_git_dir)
+        )
         if made:
             log(f"Shallow history: the last {settings.depth} commits (GIT_DEPTH)")
     if not settings.checkout:
@@ -195,12 +198,33 @@ def _parent_map(output: bytes) -> dict[str, list[str]]:
     return found
 
 
-def visible_commits(repo: Path, depth: int) -> tuple[set[str], set[str]]:
+_VISIBLE: dict[tuple[str, str, int], tuple[frozenset[str], frozenset[str]]] = {}
+_VISIBLE_LOCK = threading.Lock()
+
+
+def visible_commits(
+    repo: Path, depth: int, *, head: str | None = None, cache_key: str | None = None
+) -> tuple[frozenset[str], frozenset[str]]:
     """The commits `git fetch --depth DEPTH` gives for HEAD, and the shallow boundary among them
     (commits at distance DEPTH-1 whose parents are cut off); the boundary is empty when the
-    whole history is within reach."""
-    head = _git(repo, "rev-parse", "HEAD").decode().strip()
-    known = _parent_map(_git(repo, "rev-list", "--parents", f"--max-count={depth * 4}", "HEAD"))
+    whole history is within reach. With `cache_key` (the repository the objects come from)
+    the answer is computed once per commit: every job of a pipeline asks the same question."""
+    head = head or _git(repo, "rev-parse", "HEAD").decode().strip()
+    key = (cache_key, head, depth) if cache_key else None
+    if key is not None:
+        with _VISIBLE_LOCK:
+            known_answer = _VISIBLE.get(key)
+        if known_answer is not None:
+            return known_answer
+    answer = _walk(repo, head, depth)
+    if key is not None:
+        with _VISIBLE_LOCK:
+            _VISIBLE[key] = answer
+    return answer
+
+
+def _walk(repo: Path, head: str, depth: int) -> tuple[frozenset[str], frozenset[str]]:
+    known = _parent_map(_git(repo, "rev-list", "--parents", f"--max-count={depth * 4}", head))
     visible = {head}
     level = [head]
     for _ in range(depth - 1):
@@ -215,13 +239,15 @@ def visible_commits(repo: Path, depth: int) -> tuple[set[str], set[str]]:
         level = following
     missing = [c for c in level if c not in known]
     known.update(_parents(repo, missing))
-    return visible, {c for c in level if known.get(c)}
+    return frozenset(visible), frozenset(c for c in level if known.get(c))
 
 
-def make_shallow(repo: Path, depth: int) -> bool:
+def make_shallow(
+    repo: Path, depth: int, *, head: str | None = None, cache_key: str | None = None
+) -> bool:
     """Cut the workspace's history to `depth` commits from HEAD (and its refs to what such a
     fetch brings: refs and tags pointing into that history). False if nothing was cut."""
-    visible, boundary = visible_commits(repo, depth)
+    visible, boundary = visible_commits(repo, depth, head=head, cache_key=cache_key)
     if not boundary:
         return False
     git_dir = repo / ".git"
