@@ -126,7 +126,7 @@ def prepare_job_workspace(
         return
     if settings.depth and snapshot.sha.strip("0"):  # an unborn branch has no history to cut
         made = make_shallow(
-            ws.project_dir, settings.depth, head=snapshot.sha, cache_key=str(user_git_dir)
+            ws.project_dir, settings.depth, head=snapshot.sha, cache_key=_refs_key(snapshot, ref)
         )
         if made:
             log(f"Shallow history: the last {settings.depth} commits (GIT_DEPTH)")
@@ -146,6 +146,11 @@ def prepare_job_workspace(
         )
     if settings.lfs_skip_smudge:
         _lfs_pointers(ws.project_dir, log)
+
+
+def _refs_key(snapshot: Snapshot, ref: str) -> str:
+    """Every job of a pipeline gets the same shallow .git: what it depends on, as a key."""
+    return f"{snapshot.root}|{ref}|{hash(snapshot.refs)}"
 
 
 def _remove_checkout(project_dir: Path) -> None:
@@ -198,29 +203,17 @@ def _parent_map(output: bytes) -> dict[str, list[str]]:
     return found
 
 
-_VISIBLE: dict[tuple[str, str, int], tuple[frozenset[str], frozenset[str]]] = {}
 _VISIBLE_LOCK = threading.Lock()
 
 
 def visible_commits(
-    repo: Path, depth: int, *, head: str | None = None, cache_key: str | None = None
+    repo: Path, depth: int, *, head: str | None = None
 ) -> tuple[frozenset[str], frozenset[str]]:
     """The commits `git fetch --depth DEPTH` gives for HEAD, and the shallow boundary among them
     (commits at distance DEPTH-1 whose parents are cut off); the boundary is empty when the
-    whole history is within reach. With `cache_key` (the repository the objects come from)
-    the answer is computed once per commit: every job of a pipeline asks the same question."""
+    whole history is within reach."""
     head = head or _git(repo, "rev-parse", "HEAD").decode().strip()
-    key = (cache_key, head, depth) if cache_key else None
-    if key is not None:
-        with _VISIBLE_LOCK:
-            known_answer = _VISIBLE.get(key)
-        if known_answer is not None:
-            return known_answer
-    answer = _walk(repo, head, depth)
-    if key is not None:
-        with _VISIBLE_LOCK:
-            _VISIBLE[key] = answer
-    return answer
+    return _walk(repo, head, depth)
 
 
 def _walk(repo: Path, head: str, depth: int) -> tuple[frozenset[str], frozenset[str]]:
@@ -247,14 +240,33 @@ def make_shallow(
 ) -> bool:
     """Cut the workspace's history to `depth` commits from HEAD (and its refs to what such a
     fetch brings: refs and tags pointing into that history). False if nothing was cut."""
-    visible, boundary = visible_commits(repo, depth, head=head, cache_key=cache_key)
-    if not boundary:
+    key = (cache_key, head or "", depth) if cache_key and head else None
+    with _VISIBLE_LOCK:
+        files = _SHALLOW.get(key) if key is not None else None
+    if files is None:
+        files = _shallow_files(repo, depth, head)
+        if key is not None:
+            with _VISIBLE_LOCK:
+                _SHALLOW[key] = files
+    if not files:
         return False
-    git_dir = repo / ".git"
-    shallow = git_dir / "shallow"
+    shallow_text, refs_text = files
+    (repo / ".git" / "shallow").write_text(shallow_text)
+    (repo / ".git" / "packed-refs").write_text(refs_text)
+    return True
+
+
+# (shallow file, packed-refs) of a workspace for (objects, HEAD, depth); () when nothing is cut
+_SHALLOW: dict[tuple[str, str, int], tuple[str, str] | tuple[()]] = {}
+
+
+def _shallow_files(repo: Path, depth: int, head: str | None) -> tuple[str, str] | tuple[()]:
+    visible, boundary = visible_commits(repo, depth, head=head)
+    if not boundary:
+        return ()
+    shallow = repo / ".git" / "shallow"
     earlier = set(shallow.read_text().split()) if shallow.is_file() else set()
     lines = sorted(boundary | (earlier & visible))
-    shallow.write_text("".join(f"{sha}\n" for sha in lines))
     refs = _git(repo, "for-each-ref", "--format=%(objectname) %(*objectname) %(refname)")
     kept = []
     for line in refs.decode().splitlines():
@@ -263,8 +275,7 @@ def make_shallow(
         if (peeled or sha) in visible:
             kept.append(f"{sha} {name}\n" + (f"^{peeled}\n" if peeled else ""))
     header = "# pack-refs with: peeled fully-peeled \n"
-    (git_dir / "packed-refs").write_text(header + "".join(kept))
-    return True
+    return "".join(f"{sha}\n" for sha in lines), header + "".join(kept)
 
 
 # ------------------------------------------------------------------------------ submodules
