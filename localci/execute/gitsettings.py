@@ -121,15 +121,28 @@ def prepare_job_workspace(
         log(f"Skipping Git repository setup (GIT_STRATEGY={settings.strategy})")
         clear_workspace(ws)
         return
-    prepare_workspace(ws, snapshot, ref=ref, ref_is_tag=ref_is_tag, user_git_dir=user_git_dir)
+    # An unborn branch has no history to cut.
+    shallow = bool(settings.depth and snapshot.sha.strip("0") and user_git_dir is not None)
+    key = (_refs_key(snapshot, ref), snapshot.sha, settings.depth)
+    with _VISIBLE_LOCK:
+        known = _SHALLOW.get(key) if shallow else None
+    # Known shallow files go into the .git as it is written, so that the next job of the slot
+    # finds it untouched instead of rewriting it.
+    extra = {"shallow": known[0], "packed-refs": known[1]} if known else None
+    prepare_workspace(
+        ws,
+        snapshot,
+        ref=ref,
+        ref_is_tag=ref_is_tag,
+        user_git_dir=user_git_dir,
+        git_files_extra=extra,
+    )
     if user_git_dir is None or not (ws.project_dir / ".git").is_dir():
         return
-    if settings.depth and snapshot.sha.strip("0"):  # an unborn branch has no history to cut
-        made = make_shallow(
-            ws.project_dir, settings.depth, head=snapshot.sha, cache_key=_refs_key(snapshot, ref)
-        )
-        if made:
-            log(f"Shallow history: the last {settings.depth} commits (GIT_DEPTH)")
+    if shallow and (
+        known or make_shallow(ws.project_dir, settings.depth, head=snapshot.sha, cache_key=key[0])
+    ):
+        log(f"Shallow history: the last {settings.depth} commits (GIT_DEPTH)")
     if not settings.checkout:
         log("Skipping Git checkout (GIT_CHECKOUT=false)")
         _remove_checkout(ws.project_dir)

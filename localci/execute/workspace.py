@@ -483,11 +483,13 @@ def prepare_workspace(
     ref: str,
     ref_is_tag: bool,
     user_git_dir: Path | None,
+    git_files_extra: Mapping[str, str] | None = None,
 ) -> None:
     """Bring `ws` back to `snapshot` (checkout + `git clean -ffdx`), rewriting only what differs.
 
     `user_git_dir` is the user's `git rev-parse --git-dir` (None when the project has no
     repository); its objects are borrowed read-only, nothing is ever written there.
+    `git_files_extra` replaces or adds files of the workspace .git (a shallow history).
     """
     try:
         _ensure_real_dirs(ws)
@@ -498,6 +500,7 @@ def prepare_workspace(
         git_files = _git_dir_files(
             snapshot, ref=ref, ref_is_tag=ref_is_tag, user_git_dir=user_git_dir
         )
+        git_files.update(git_files_extra or {})
         git_key = _digest_of(git_files)
         git_dir = ws.project_dir / ".git"
         # An untouched .git (and index) of the same content is as good as a new one.
