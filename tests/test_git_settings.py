@@ -165,7 +165,7 @@ def test_git_checkout_false_and_ignored_settings_warn(tmp_path: Path) -> None:
                 no-checkout:
                   variables:
                     GIT_CHECKOUT: "false"
-                    GIT_CLEAN_FLAGS: none
+                    GIT_CLEAN_FLAGS: -ffd
                   script:
                     - test -d .git && test ! -e .gitlab-ci.yml && test ! -e README
                     - git rev-parse HEAD
@@ -178,7 +178,36 @@ def test_git_checkout_false_and_ignored_settings_warn(tmp_path: Path) -> None:
     log = log_of(data, "no-checkout")
     assert "Skipping Git checkout (GIT_CHECKOUT=false)" in log
     assert git(repo, "rev-parse", "HEAD") in log
-    assert "GIT_CLEAN_FLAGS='none' is ignored" in output
+    assert "GIT_CLEAN_FLAGS='-ffd' is ignored" in output
+
+
+def test_git_clean_flags_none_keeps_what_earlier_jobs_left(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": """
+                stages: [one, two, three]
+                leave:
+                  stage: one
+                  script: [echo left > leftover.txt, echo changed > tracked.txt]
+                keep:
+                  stage: two
+                  variables:
+                    GIT_CLEAN_FLAGS: none
+                  script:
+                    - cat leftover.txt
+                    - grep original tracked.txt
+                clean:
+                  stage: three
+                  script: [test ! -e leftover.txt]
+            """,
+            "tracked.txt": "original\n",
+        },
+    )
+    code, data, output = report(repo, "-j", "1")
+    assert code == 0, output
+    assert "left" in log_of(data, "keep")
+    assert "ignored" not in output
 
 
 def test_lfs_skip_smudge_leaves_pointers(tmp_path: Path) -> None:

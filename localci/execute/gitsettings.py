@@ -33,12 +33,13 @@ SUBMODULE_STRATEGIES = ("none", "normal", "recursive")
 _KEEP_GIT_ENV = frozenset({"GIT_EXEC_PATH", "GIT_CONFIG_NOSYSTEM"})
 # Runner variables localci accepts but cannot honour, with what happens instead.
 IGNORED = {
-    "GIT_CLEAN_FLAGS": "every job starts from a clean copy of the working tree (-ffdx)",
+    "GIT_CLEAN_FLAGS": "localci cleans with -ffdx, or not at all with `none`",
     "GIT_FETCH_EXTRA_FLAGS": "nothing is fetched: the workspace is a copy of your working tree",
     "GIT_CLONE_PATH": "the project directory is localci's workspace",
     "GIT_SUBMODULE_FORCE_HTTPS": "submodules come from your checkouts, not the network",
 }
-_DEFAULTS = {"GIT_CLEAN_FLAGS": "-ffdx", "GIT_FETCH_EXTRA_FLAGS": "--prune --quiet"}
+_DEFAULTS = {"GIT_FETCH_EXTRA_FLAGS": "--prune --quiet"}
+_CLEAN_FLAGS_KNOWN = ("-ffdx", "none")
 Log = Callable[[str], None]
 
 
@@ -48,6 +49,7 @@ class GitSettings:
 
     strategy: str = "fetch"
     checkout: bool = True
+    clean: bool = True  # GIT_CLEAN_FLAGS none: files left by earlier jobs of the slot stay
     depth: int = 0  # 0: the full history
     submodule_strategy: str = "none"
     submodule_paths: tuple[str, ...] = ()
@@ -70,8 +72,11 @@ def git_settings(variables: Mapping[str, str], *, full_history: bool = False) ->
     depth = _depth(variables, "GIT_DEPTH", DEFAULT_DEPTH, warnings)
     if full_history:
         depth = 0
+    clean_flags = variables.get("GIT_CLEAN_FLAGS", "-ffdx").strip() or "-ffdx"
     for name, effect in IGNORED.items():
         value = variables.get(name)
+        if name == "GIT_CLEAN_FLAGS" and clean_flags in _CLEAN_FLAGS_KNOWN:
+            continue
         if value is not None and value.strip() and value.strip() != _DEFAULTS.get(name):
             warnings.append(f"{name}={value!r} is ignored: {effect}")
     flags = variables.get("GIT_SUBMODULE_UPDATE_FLAGS", "")
@@ -82,6 +87,7 @@ def git_settings(variables: Mapping[str, str], *, full_history: bool = False) ->
     return GitSettings(
         strategy=strategy,
         checkout=variables.get("GIT_CHECKOUT", "true").strip().lower() != "false",
+        clean=clean_flags != "none",
         depth=depth,
         submodule_strategy=submodules,
         submodule_paths=tuple(variables.get("GIT_SUBMODULE_PATHS", "").split()),
@@ -136,6 +142,7 @@ def prepare_job_workspace(
         ref_is_tag=ref_is_tag,
         user_git_dir=user_git_dir,
         git_files_extra=extra,
+        clean=settings.clean,
     )
     if user_git_dir is None or not (ws.project_dir / ".git").is_dir():
         return
