@@ -199,7 +199,8 @@ def load_child_pipeline(
         entries.append(item)
     import json
 
-    extra[_ROOT] = json.dumps({"include": entries})
+    # JSON is YAML; `default=str` keeps YAML dates and the like as the text they were.
+    extra[_ROOT] = json.dumps({"include": entries}, default=str)
     variables = {
         **include_rule_variables(ctx),
         **{name: var.value for name, var in user_variables.items()},
