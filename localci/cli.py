@@ -324,10 +324,8 @@ def _explain_child(loaded: Loaded, name: str) -> None:
         return
     from localci.report.listing import child_lines
 
-    plan = _plan(loaded)
-    for line in child_lines(plan, loaded.external):
-        if line.startswith(f"{name} triggers") or line.startswith(f"{name}: "):
-            click.echo(f"downstream: {line}")
+    for line in child_lines(_plan(loaded), loaded.external, only=name):
+        click.echo(f"downstream: {line}")
 
 
 @cli.command("run")
@@ -410,7 +408,7 @@ def run_command(
     if dry_run:
         from localci.report.listing import print_list
 
-        print_list(selection, show_all=False, console=console)
+        print_list(selection, show_all=False, console=console, external=loaded.external)
         return
     seconds = parse_duration(timeout) if timeout else None
     if timeout and seconds is None:
