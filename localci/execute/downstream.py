@@ -327,8 +327,8 @@ class DownstreamRunner:
         cancel: threading.Event,
         *also: threading.Event,
     ) -> Downstream:
-        plan, child_id, base = created.plan, created.pipeline_id, created.base
-        store = base.store
+        plan, child_id = created.plan, created.pipeline_id
+        store = created.base.store
         record = store.pipeline_dir(child_id)
         results: dict[str, JobResult] = {}
         own_cancel = threading.Event()
@@ -340,30 +340,7 @@ class DownstreamRunner:
                 _write_child_record(
                     record, plan, child_id, "running", results, 0.0, parent_id, trigger
                 )
-                child_ctx = replace(
-                    base,
-                    record_dir=record,
-                    emit=_nested_emit(self.ctx.emit, trigger),
-                    user_variables=plan.user_variables,
-                    hooks=self._child_hooks(created, trigger),
-                    downstream=None,
-                )
-                ancestors = self._ancestors(created, trigger)
-                runner = DownstreamRunner(
-                    child_ctx,
-                    replace(
-                        self.settings,
-                        plan=plan,
-                        pipeline_id=child_id,
-                        depth=self.settings.depth + 1,
-                        ancestors=ancestors,
-                        project_variables=(
-                            self.settings.project_variables if created.kind == "child" else {}
-                        ),
-                        pipeline_variables={},
-                    ),
-                )
-                child_ctx.downstream = runner
+                child_ctx, runner = self._child_run_context(created, trigger, record)
 
                 def report(result: JobResult) -> None:
                     results[result.name] = result
@@ -390,6 +367,35 @@ class DownstreamRunner:
         return Downstream(
             created.kind, spec.describe(), spec.strategy, status, child_id, ordered, str(record)
         )
+
+    def _child_run_context(
+        self, created: _Created, trigger: PlannedJob, record: Path
+    ) -> tuple[RunContext, DownstreamRunner]:
+        """The job runner's context of a downstream pipeline, and the runner of its own
+        trigger jobs (one level deeper)."""
+        child_ctx = replace(
+            created.base,
+            record_dir=record,
+            emit=_nested_emit(self.ctx.emit, trigger),
+            user_variables=created.plan.user_variables,
+            hooks=self._child_hooks(created, trigger),
+            downstream=None,
+        )
+        own_settings = self.settings.project_variables if created.kind == "child" else {}
+        runner = DownstreamRunner(
+            child_ctx,
+            replace(
+                self.settings,
+                plan=created.plan,
+                pipeline_id=created.pipeline_id,
+                depth=self.settings.depth + 1,
+                ancestors=self._ancestors(created, trigger),
+                project_variables=own_settings,
+                pipeline_variables={},
+            ),
+        )
+        child_ctx.downstream = runner
+        return child_ctx, runner
 
     def _ancestors(self, created: _Created, trigger: PlannedJob) -> dict[str, int]:
         """Pipelines whose artifacts `needs:pipeline` may name: the parent and its ancestors
