@@ -251,11 +251,15 @@ def lint(opts: Options, /, strict: bool, **kwargs: Any) -> None:
 @click.option(
     "--origins", is_flag=True, help="Show where each job and keyword came from (file, include)."
 )
+@click.option("--child", "child_of", metavar="JOB",
+              help="The merged configuration of the child pipeline trigger job JOB creates.")
 @context_options
 @click.pass_obj
-def config(opts: Options, /, as_json: bool, origins: bool, **kwargs: Any) -> None:
+def config(opts: Options, /, as_json: bool, origins: bool, child_of: str | None,
+           **kwargs: Any) -> None:
     """Print the merged configuration (includes, extends, !reference and default resolved)."""
-    pipeline = _load(opts, kwargs).pipeline
+    loaded = _load(opts, kwargs)
+    pipeline = loaded.pipeline if child_of is None else _child_pipeline(loaded, child_of)
     if origins:
         _print_origins(pipeline)
     elif as_json:
@@ -265,6 +269,20 @@ def config(opts: Options, /, as_json: bool, origins: bool, **kwargs: Any) -> Non
             yaml.safe_dump(dict(pipeline.merged), sort_keys=False, allow_unicode=True, width=100),
             nl=False,
         )
+
+
+def _child_pipeline(loaded: Loaded, name: str) -> Pipeline:
+    from localci.plan.child import plan_child
+
+    plan = _plan(loaded)
+    job = plan.job(name)
+    if job is None or job.job.trigger is None:
+        raise UsageError(f"--child {name}: not a trigger job of this pipeline")
+    child = plan_child(job, plan, external=loaded.external)
+    if child is None or child.pipeline is None:
+        reason = child.reason if child is not None else "no child pipeline"
+        raise UsageError(f"--child {name}: {reason}")
+    return child.pipeline
 
 
 def _print_origins(pipeline: Pipeline) -> None:
@@ -319,10 +337,8 @@ def _explain_child(loaded: Loaded, name: str) -> None:
         return
     from localci.report.listing import child_lines
 
-    plan = _plan(loaded)
-    for line in child_lines(plan, loaded.external):
-        if line.startswith(f"{name} triggers") or line.startswith(f"{name}: "):
-            click.echo(f"downstream: {line}")
+    for line in child_lines(_plan(loaded), loaded.external, only=name):
+        click.echo(f"downstream: {line}")
 
 
 @cli.command("run")
@@ -429,7 +445,7 @@ def run_command(
     if dry_run:
         from localci.report.listing import print_list
 
-        print_list(selection, show_all=False, console=console)
+        print_list(selection, show_all=False, console=console, external=loaded.external)
         _print_job_interpreters(console, jobs, python)
         return
     if install_python:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from tests.helpers import make_repo, run_cli
@@ -45,6 +50,10 @@ def test_a_failing_child_fails_the_parent_only_with_strategy_depend(tmp_path: Pa
                     include:
                       - local: child.yml
                     strategy: depend
+                mirroring:
+                  trigger:
+                    include: child.yml
+                    strategy: mirror
             """,
             "child.yml": FAILING_CHILD,
         },
@@ -58,6 +67,11 @@ def test_a_failing_child_fails_the_parent_only_with_strategy_depend(tmp_path: Pa
     assert child_jobs(data, "independent")["child-test"]["status"] == "failed"
     assert "independent > child-test" in output
     assert "child pipeline" in output and "failed" in output
+
+    code, data, output = report(repo, "mirroring")
+    assert code == 1, output
+    assert job(data, "mirroring")["status"] == "failed"
+    assert job(data, "mirroring")["downstream"]["strategy"] == "mirror"
 
     code, data, output = report(repo, "dependent")
     assert code == 1, output
@@ -365,6 +379,10 @@ def test_list_json_explain_and_graph_show_child_pipelines(tmp_path: Path) -> Non
     assert "child pipeline of 1 job(s): deploy-staging" in explained.stdout
     graph = run_cli(repo, "graph", *mapping)
     assert "dynamic triggers artifact gen.yml of job gen" in graph.stdout
+    config = run_cli(repo, "config", "--child", "from-project", *mapping)
+    assert config.exit_code == 0, config.output
+    assert "deploy-staging:" in config.stdout and "echo deploy to staging" in config.stdout
+    assert run_cli(repo, "config", "--child", "dynamic").exit_code == 2
 
     code, data, output = report(repo, *mapping)
     assert code == 0, output
@@ -372,3 +390,103 @@ def test_list_json_explain_and_graph_show_child_pipelines(tmp_path: Path) -> Non
     assert "deploy to staging" in log
     assert child_jobs(data, "dynamic")["x"]["status"] == "success"
     assert "not run: downstream project pipeline" in job(data, "other-project")["reason"]
+
+
+def test_mapped_multi_project_pipeline_runs_from_the_local_checkout(tmp_path: Path) -> None:
+    other = make_repo(
+        tmp_path / "other",
+        {
+            ".gitlab-ci.yml": """
+                workflow:
+                  rules:
+                    - if: $CI_PIPELINE_SOURCE == "pipeline"
+                downstream-test:
+                  script:
+                    - echo "other project on $CI_COMMIT_REF_NAME with $UPSTREAM_VERSION"
+                    - test -f other-only.txt
+                    - exit 3
+            """,
+            "other-only.txt": "mine\n",
+        },
+        remote=None,
+    )
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": """
+                deploy-other:
+                  variables:
+                    UPSTREAM_VERSION: "2.0"
+                  trigger:
+                    project: group/other
+                    branch: release
+                    strategy: depend
+            """,
+        },
+    )
+    code, data, output = report(repo, "--include-map", f"group/other={other}")
+    assert code == 1, output
+    downstream = job(data, "deploy-other")["downstream"]
+    assert downstream["kind"] == "project" and downstream["status"] == "failed"
+    log = Path(downstream["jobs"][0]["log"]).read_text()
+    assert "other project on release with 2.0" in log
+    assert str(other / ".localci") in downstream["jobs"][0]["log"]
+    assert "deploy-other > downstream-test" in output
+
+
+def _alive_with(marker: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def test_ctrl_c_stops_child_pipelines_too(tmp_path: Path) -> None:
+    marker = f"localci-child-sleep-{os.getpid()}"
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": """
+                background:
+                  trigger:
+                    include: child.yml
+                depending:
+                  trigger:
+                    include: child.yml
+                    strategy: depend
+            """,
+            "child.yml": f"""
+                sleeper:
+                  script: ["exec -a {marker} sleep 300"]
+            """,
+        },
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localci", "run", "--no-tty"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(_alive_with(marker)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(_alive_with(marker)) == 2, "the child jobs did not start"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    time.sleep(0.5)
+    assert _alive_with(marker) == []
+    records = [
+        json.loads(path.read_text())
+        for path in (repo / ".localci" / "pipelines").glob("*/pipeline.json")
+    ]
+    assert sorted(r["status"] for r in records) == ["canceled", "canceled", "canceled"], out
+    assert "Traceback" not in out

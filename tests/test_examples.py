@@ -218,3 +218,25 @@ def test_templates_merge_and_run(tmp_path: Path) -> None:
     assert "job syntax finished with LOG_LEVEL=debug" in syntax  # after_script from the template
     assert "Ran 1 test" in log_of(repo, "unit")
     assert "unit report received from the test stage" in log_of(repo, "package")
+
+
+# --------------------------------------------------------------------------- child-pipelines
+
+
+def test_child_pipelines_dynamic_depend_and_parent_artifacts(tmp_path: Path) -> None:
+    repo = example_repo("child-pipelines", tmp_path / "child-pipelines")
+    result, report = run_report(repo)
+    assert result.exit_code == 0, result.output
+    services = jobs_by_name(report)["service-tests"]["downstream"]
+    children = {job["name"]: job["status"] for job in services["jobs"]}
+    assert children == {"test-billing": "success", "test-search": "success", "smoke": "success"}
+    assert "testing billing for demo (source parent_pipeline)" in log_of(repo, "test-billing")
+    assert "services/billing/test_billing.py" in log_of(repo, "service-tests > smoke")
+    docs = jobs_by_name(report)["docs"]["downstream"]
+    assert docs["status"] == "success" and docs["strategy"] is None
+
+    test = repo / "services" / "billing" / "test_billing.py"
+    test.write_text(test.read_text().replace("3.3)", "3.4)"))
+    result, report = run_report(repo)
+    assert result.exit_code == 1, result.output
+    assert jobs_by_name(report)["service-tests"]["status"] == "failed"

@@ -165,7 +165,7 @@ def test_git_checkout_false_and_ignored_settings_warn(tmp_path: Path) -> None:
                 no-checkout:
                   variables:
                     GIT_CHECKOUT: "false"
-                    GIT_CLEAN_FLAGS: none
+                    GIT_CLEAN_FLAGS: -ffd
                   script:
                     - test -d .git && test ! -e .gitlab-ci.yml && test ! -e README
                     - git rev-parse HEAD
@@ -178,4 +178,64 @@ def test_git_checkout_false_and_ignored_settings_warn(tmp_path: Path) -> None:
     log = log_of(data, "no-checkout")
     assert "Skipping Git checkout (GIT_CHECKOUT=false)" in log
     assert git(repo, "rev-parse", "HEAD") in log
-    assert "GIT_CLEAN_FLAGS='none' is ignored" in output
+    assert "GIT_CLEAN_FLAGS='-ffd' is ignored" in output
+
+
+def test_git_clean_flags_none_keeps_what_earlier_jobs_left(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": """
+                stages: [one, two, three]
+                leave:
+                  stage: one
+                  script: [echo left > leftover.txt, echo changed > tracked.txt]
+                keep:
+                  stage: two
+                  variables:
+                    GIT_CLEAN_FLAGS: none
+                  script:
+                    - cat leftover.txt
+                    - grep original tracked.txt
+                clean:
+                  stage: three
+                  script: [test ! -e leftover.txt]
+            """,
+            "tracked.txt": "original\n",
+        },
+    )
+    code, data, output = report(repo, "-j", "1")
+    assert code == 0, output
+    assert "left" in log_of(data, "keep")
+    assert "ignored" not in output
+
+
+def test_lfs_skip_smudge_leaves_pointers(tmp_path: Path) -> None:
+    pointer = (
+        "version https://git-lfs.github.com/spec/v1\n"
+        "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+        "size 12345\n"
+    )
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitattributes": "*.bin filter=lfs diff=lfs merge=lfs -text\n",
+            "model.bin": pointer,
+            "plain.txt": "not lfs\n",
+            ".gitlab-ci.yml": """
+                pointers:
+                  variables:
+                    GIT_LFS_SKIP_SMUDGE: "1"
+                  script: [cat model.bin plain.txt]
+                contents:
+                  script: [cat model.bin]
+            """,
+        },
+    )
+    # What a checkout with git-lfs installed holds: the real content, not the pointer.
+    (repo / "model.bin").write_text("the real model weights\n")
+    code, data, output = report(repo)
+    assert code == 0, output
+    assert "oid sha256:4d7a2146" in log_of(data, "pointers")
+    assert "not lfs" in log_of(data, "pointers")
+    assert "the real model weights" in log_of(data, "contents")

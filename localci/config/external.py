@@ -287,6 +287,10 @@ class Fetcher:
         label = f"{host}/{project}@{chosen.label}"
         return ProjectTree(GitTree(repo.path, chosen.sha), label, chosen.sha, chosen.version)
 
+    def mapped_checkout(self, project: str) -> Path | None:
+        """The local checkout `--include-map` / includes.yml gives for `project`, if any."""
+        return self._mapped(self.settings.server, project)
+
     def _mapped(self, host: str | None, project: str) -> Path | None:
         mapping = self.settings.mapping
         key = project.lower()

@@ -21,7 +21,7 @@ from typing import TextIO
 from localci.config.includes import ExternalSource, IncludeOptions
 from localci.errors import LocalCIError
 from localci.events import Event, JobFinished, JobOutput, JobStarted, Notice
-from localci.execute.artifacts import DATA, read_record
+from localci.execute.artifacts import DATA, find_record, read_record
 from localci.execute.job import JobHooks, JobRunner, RunContext, file_name
 from localci.execute.results import (
     Downstream,
@@ -74,6 +74,17 @@ class DownstreamSettings:
     notify: Callable[[str], None] | None = None
 
 
+@dataclass(frozen=True)
+class _Created:
+    """A downstream pipeline that exists: its plan, record number and the context its jobs
+    run in (the parent's for a child; the mapped checkout's for a multi-project pipeline)."""
+
+    kind: str
+    plan: Plan
+    pipeline_id: int
+    base: RunContext
+
+
 @dataclass
 class _Background:
     job: str
@@ -119,64 +130,77 @@ class DownstreamRunner:
     def _trigger(
         self, job: PlannedJob, spec: TriggerSpec, cancel: threading.Event, say: _Say
     ) -> tuple[Status, str, Downstream | None]:
-        if not spec.is_child:
-            return self._project(spec, say)
         if self.settings.depth >= MAX_CHILD_DEPTH:
             say(f"ERROR: {MAX_DEPTH_MESSAGE}")
             return Status.FAILED, MAX_DEPTH_MESSAGE, None
-        say(f"Creating a child pipeline from {spec.describe()}")
-        child_id = self.ctx.store.next_pipeline_id()
+        checkout = None if spec.is_child else self._mapped(spec)
+        if not spec.is_child and checkout is None:
+            return self._project_not_run(spec, say)
+        say(f"Creating a downstream pipeline from {spec.describe()}")
         try:
-            plan = self._plan(job, spec, child_id, say)
+            if checkout is None:
+                created = self._create_child(job, spec, say)
+            else:
+                created = self._create_project(job, spec, checkout, say)
         except LocalCIError as exc:
             text = exc.render()
             for line in text.splitlines():
                 say(f"ERROR: {line}")
-            _forget(self.ctx.store, child_id)
             return Status.FAILED, f"the downstream pipeline could not be created: {text}", None
-        if not plan.created:
-            say(f"No child pipeline: {plan.workflow_reason}")
-            _forget(self.ctx.store, child_id)
-            reason = f"the downstream pipeline could not be created: {plan.workflow_reason}"
+        child_id = created.pipeline_id
+        if not created.plan.created:
+            say(f"No downstream pipeline: {created.plan.workflow_reason}")
+            _forget(created.base.store, child_id)
+            reason = f"the downstream pipeline could not be created: {created.plan.workflow_reason}"
             return Status.FAILED, reason, None
-        say(f"Child pipeline #{child_id}: {len(plan.included)} job(s)")
+        say(f"Downstream pipeline #{child_id}: {len(created.plan.included)} job(s)")
         if not spec.mirrors_status:
-            return self._in_background(job, spec, plan, child_id, cancel, say)
-        outcome = self._run_child(job, spec, plan, child_id, cancel)
-        say(f"Child pipeline #{child_id} {outcome.status}")
+            return self._in_background(job, spec, created, cancel, say)
+        outcome = self._run_child(job, spec, created, cancel)
+        say(f"Downstream pipeline #{child_id} {outcome.status}")
         table = _DEPEND if spec.strategy == "depend" else _MIRROR
         status = table.get(outcome.status, Status.FAILED)
-        reason = "" if status is Status.SUCCESS else f"child pipeline #{child_id} {outcome.status}"
+        reason = (
+            "" if status is Status.SUCCESS else f"downstream pipeline #{child_id} {outcome.status}"
+        )
         if outcome.status == "blocked":
-            reason = f"child pipeline #{child_id} is blocked by a manual job"
+            reason = f"downstream pipeline #{child_id} is blocked by a manual job"
         return status, reason, outcome
 
     def _in_background(
         self,
         job: PlannedJob,
         spec: TriggerSpec,
-        plan: Plan,
-        child_id: int,
+        created: _Created,
         cancel: threading.Event,
         say: _Say,
     ) -> tuple[Status, str, Downstream | None]:
         own = threading.Event()
         entry = _Background(job.name, threading.Thread(), own)
+        child_id = created.pipeline_id
 
         def run() -> None:
-            entry.outcome.append(self._run_child(job, spec, plan, child_id, own, cancel))
+            entry.outcome.append(self._run_child(job, spec, created, own, cancel))
 
         entry.thread = threading.Thread(target=run, name=f"localci-child-{child_id}", daemon=True)
         self._background.append(entry)
         entry.thread.start()
         say("Without `strategy: depend` the trigger job succeeds once the child is created")
-        running = Downstream("child", spec.describe(), spec.strategy, "running", child_id)
+        running = Downstream(created.kind, spec.describe(), spec.strategy, "running", child_id)
         return Status.SUCCESS, "", running
 
-    def _project(self, spec: TriggerSpec, say: _Say) -> tuple[Status, str, Downstream | None]:
+    def _mapped(self, spec: TriggerSpec) -> Path | None:
+        source = self._external_source()
+        mapped = getattr(source, "mapped_checkout", None)
+        return mapped(spec.project) if mapped is not None and spec.project else None
+
+    def _project_not_run(
+        self, spec: TriggerSpec, say: _Say
+    ) -> tuple[Status, str, Downstream | None]:
         hint = (
-            f"not run: downstream project pipeline ({spec.project}); localci runs child "
-            "pipelines only"
+            f"not run: downstream project pipeline ({spec.project}); map it to a local "
+            f"checkout to run it: --include-map {spec.project}=DIR (or `map:` in "
+            ".localci/includes.yml)"
         )
         say(hint)
         if spec.mirrors_status:
@@ -185,10 +209,7 @@ class DownstreamRunner:
 
     # --------------------------------------------------------------------------- planning
 
-    def _plan(self, job: PlannedJob, spec: TriggerSpec, child_id: int, say: _Say) -> Plan:
-        from localci.plan.build import build_plan
-
-        parent = self.settings.plan
+    def _passed(self, job: PlannedJob, spec: TriggerSpec, say: _Say) -> dict[str, VarValue]:
         hooks = self.ctx.hooks or JobHooks()
         passed = downstream_variables(
             job,
@@ -198,31 +219,84 @@ class DownstreamRunner:
             pipeline_variables=self.settings.pipeline_variables,
         )
         for name in sorted(passed):
-            say(f"Passing variable {name} to the child pipeline")
-        user = {**self.settings.project_variables, **passed}
-        ctx = child_context(parent.context)
+            say(f"Passing variable {name} to the downstream pipeline")
+        return passed
+
+    def _create_child(self, job: PlannedJob, spec: TriggerSpec, say: _Say) -> _Created:
+        from localci.plan.build import build_plan
+
+        user = {**self.settings.project_variables, **self._passed(job, spec, say)}
+        ctx = child_context(self.settings.plan.context)
         pipeline = load_child_pipeline(
             ctx.project_dir,
             spec,
             ctx,
             user_variables=user,
-            artifacts=self._dynamic_sources(spec),
+            artifacts=self._dynamic_sources(spec, say),
             external=self._external_source(),
         )
         for warning in pipeline.warnings:
             say(f"WARNING: {warning}")
-        plan = build_plan(pipeline, ctx, user_variables=user, pipeline_id=child_id)
-        for warning in plan.warnings:
-            if "points outside this pipeline" not in warning:
-                say(f"WARNING: {warning}")
-        return plan
+        child_id = self.ctx.store.next_pipeline_id()
+        try:
+            plan = build_plan(pipeline, ctx, user_variables=user, pipeline_id=child_id)
+        except LocalCIError:
+            _forget(self.ctx.store, child_id)
+            raise
+        _warn(plan, say)
+        return _Created("child", plan, child_id, self.ctx)
 
-    def _dynamic_sources(self, spec: TriggerSpec) -> dict[tuple[str, str], str]:
+    def _create_project(
+        self, job: PlannedJob, spec: TriggerSpec, checkout: Path, say: _Say
+    ) -> _Created:
+        """A multi-project pipeline from a mapped checkout: its own `.gitlab-ci.yml`, its own
+        `.localci/` state (caches, artifacts, records), source `pipeline`."""
+        from localci.config import load_pipeline
+        from localci.config.external import external_source
+        from localci.execute.pipeline import git_dir_of
+        from localci.execute.workspace import WorkspacePool, take_snapshot
+        from localci.plan.build import build_plan
+        from localci.plan.context import detect_context
+        from localci.plan.variables import include_rule_variables
+
+        say(f"Project {spec.project} is mapped to {checkout}")
+        ctx = detect_context(checkout, branch=spec.branch, source="pipeline")
+        user = self._passed(job, spec, say)
+        variables = {**include_rule_variables(ctx), **{k: v.value for k, v in user.items()}}
+        external = external_source(checkout, self.settings.includes, notify=self.settings.notify)
+        pipeline = load_pipeline(checkout, variables=variables, external=external)
+        store = Store(checkout)
+        store.ensure()
+        child_id = store.next_pipeline_id()
+        try:
+            plan = build_plan(pipeline, ctx, user_variables=user, pipeline_id=child_id)
+            with store.lock(f"pipeline-{child_id}"):
+                snapshot = take_snapshot(checkout, store, pipeline_id=child_id, sha=ctx.sha)
+        except LocalCIError:
+            _forget(store, child_id)
+            raise
+        _warn(plan, say)
+        base = replace(
+            self.ctx,
+            project_dir=checkout,
+            store=store,
+            snapshot=snapshot,
+            pool=WorkspacePool(store, checkout.name or "project"),
+            ref=ctx.ref,
+            ref_is_tag=ctx.ref_is_tag,
+            user_git_dir=git_dir_of(checkout),
+        )
+        return _Created("project", plan, child_id, base)
+
+    def _dynamic_sources(self, spec: TriggerSpec, say: _Say) -> dict[tuple[str, str], str]:
         texts: dict[tuple[str, str], str] = {}
         for job, path in spec.dynamic_sources:
-            record = read_record(self.ctx.store, self.settings.pipeline_id, job)
+            # As for any artifact: this run's, else (a partial run) the latest earlier one.
+            record = find_record(self.ctx.store, self.settings.pipeline_id, job, previous=True)
             if record is None:
                 continue
+            if record.pipeline_id != self.settings.pipeline_id:
+                say(f"The configuration generated by {job} is from pipeline #{record.pipeline_id}")
             wanted = path.lstrip("/").removeprefix("./")
             if not any(entry.path == wanted for entry in record.manifest.entries):
                 continue
@@ -249,12 +323,12 @@ class DownstreamRunner:
         self,
         trigger: PlannedJob,
         spec: TriggerSpec,
-        plan: Plan,
-        child_id: int,
+        created: _Created,
         cancel: threading.Event,
         *also: threading.Event,
     ) -> Downstream:
-        store = self.ctx.store
+        plan, child_id = created.plan, created.pipeline_id
+        store = created.base.store
         record = store.pipeline_dir(child_id)
         results: dict[str, JobResult] = {}
         own_cancel = threading.Event()
@@ -266,31 +340,7 @@ class DownstreamRunner:
                 _write_child_record(
                     record, plan, child_id, "running", results, 0.0, parent_id, trigger
                 )
-                child_ctx = replace(
-                    self.ctx,
-                    record_dir=record,
-                    emit=_nested_emit(self.ctx.emit, trigger),
-                    user_variables=plan.user_variables,
-                    hooks=self._child_hooks(plan, child_id, trigger),
-                    downstream=None,
-                )
-                ancestors = {
-                    **self.settings.ancestors,
-                    trigger.predefined.get("CI_PIPELINE_ID", ""): parent_id,
-                }
-                runner = DownstreamRunner(
-                    child_ctx,
-                    replace(
-                        self.settings,
-                        plan=plan,
-                        pipeline_id=child_id,
-                        depth=self.settings.depth + 1,
-                        ancestors=ancestors,
-                        project_variables=self.settings.project_variables,
-                        pipeline_variables={},
-                    ),
-                )
-                child_ctx.downstream = runner
+                child_ctx, runner = self._child_run_context(created, trigger, record)
 
                 def report(result: JobResult) -> None:
                     results[result.name] = result
@@ -315,20 +365,55 @@ class DownstreamRunner:
         _write_child_record(record, plan, child_id, status, results, duration, parent_id, trigger)
         ordered = tuple(results[j.name] for j in plan.ordered() if j.name in results)
         return Downstream(
-            "child", spec.describe(), spec.strategy, status, child_id, ordered, str(record)
+            created.kind, spec.describe(), spec.strategy, status, child_id, ordered, str(record)
         )
 
-    def _child_hooks(self, plan: Plan, child_id: int, trigger: PlannedJob) -> JobHooks:
+    def _child_run_context(
+        self, created: _Created, trigger: PlannedJob, record: Path
+    ) -> tuple[RunContext, DownstreamRunner]:
+        """The job runner's context of a downstream pipeline, and the runner of its own
+        trigger jobs (one level deeper)."""
+        child_ctx = replace(
+            created.base,
+            record_dir=record,
+            emit=_nested_emit(self.ctx.emit, trigger),
+            user_variables=created.plan.user_variables,
+            hooks=self._child_hooks(created, trigger),
+            downstream=None,
+        )
+        own_settings = self.settings.project_variables if created.kind == "child" else {}
+        runner = DownstreamRunner(
+            child_ctx,
+            replace(
+                self.settings,
+                plan=created.plan,
+                pipeline_id=created.pipeline_id,
+                depth=self.settings.depth + 1,
+                ancestors=self._ancestors(created, trigger),
+                project_variables=own_settings,
+                pipeline_variables={},
+            ),
+        )
+        child_ctx.downstream = runner
+        return child_ctx, runner
+
+    def _ancestors(self, created: _Created, trigger: PlannedJob) -> dict[str, int]:
+        """Pipelines whose artifacts `needs:pipeline` may name: the parent and its ancestors
+        (a multi-project pipeline has none: they belong to another project)."""
+        if created.kind != "child":
+            return {}
+        parent = trigger.predefined.get("CI_PIPELINE_ID", "")
+        return {**self.settings.ancestors, parent: self.settings.pipeline_id}
+
+    def _child_hooks(self, created: _Created, trigger: PlannedJob) -> JobHooks:
         factory = self.settings.hooks_factory
-        inner = factory(self.ctx.store, child_id) if factory else JobHooks()
+        store = created.base.store
+        inner = factory(store, created.pipeline_id) if factory else JobHooks()
         # A child is a whole pipeline: never artifacts of an earlier run under the same name.
         if hasattr(inner, "previous_pipelines"):
             inner.previous_pipelines = False
-        ancestors = {
-            **self.settings.ancestors,
-            trigger.predefined.get("CI_PIPELINE_ID", ""): self.settings.pipeline_id,
-        }
-        return ParentArtifacts(inner, self.ctx.store, ancestors, plan.user_variables)
+        ancestors = self._ancestors(created, trigger)
+        return ParentArtifacts(inner, store, ancestors, created.plan.user_variables)
 
     # --------------------------------------------------------------------------- the end
 
@@ -466,6 +551,12 @@ def _nested_emit(emit: Callable[[Event], None], trigger: PlannedJob) -> Callable
             emit(Notice(event.text, name))
 
     return nested
+
+
+def _warn(plan: Plan, say: _Say) -> None:
+    for warning in plan.warnings:
+        if "points outside this pipeline" not in warning:  # needs:pipeline: handled here
+            say(f"WARNING: {warning}")
 
 
 def _forget(store: Store, pipeline_id: int) -> None:

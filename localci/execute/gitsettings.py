@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 import subprocess
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +33,13 @@ SUBMODULE_STRATEGIES = ("none", "normal", "recursive")
 _KEEP_GIT_ENV = frozenset({"GIT_EXEC_PATH", "GIT_CONFIG_NOSYSTEM"})
 # Runner variables localci accepts but cannot honour, with what happens instead.
 IGNORED = {
-    "GIT_CLEAN_FLAGS": "every job starts from a clean copy of the working tree (-ffdx)",
+    "GIT_CLEAN_FLAGS": "localci cleans with -ffdx, or not at all with `none`",
     "GIT_FETCH_EXTRA_FLAGS": "nothing is fetched: the workspace is a copy of your working tree",
     "GIT_CLONE_PATH": "the project directory is localci's workspace",
     "GIT_SUBMODULE_FORCE_HTTPS": "submodules come from your checkouts, not the network",
 }
-_DEFAULTS = {"GIT_CLEAN_FLAGS": "-ffdx", "GIT_FETCH_EXTRA_FLAGS": "--prune --quiet"}
+_DEFAULTS = {"GIT_FETCH_EXTRA_FLAGS": "--prune --quiet"}
+_CLEAN_FLAGS_KNOWN = ("-ffdx", "none")
 Log = Callable[[str], None]
 
 
@@ -47,6 +49,7 @@ class GitSettings:
 
     strategy: str = "fetch"
     checkout: bool = True
+    clean: bool = True  # GIT_CLEAN_FLAGS none: files left by earlier jobs of the slot stay
     depth: int = 0  # 0: the full history
     submodule_strategy: str = "none"
     submodule_paths: tuple[str, ...] = ()
@@ -69,8 +72,11 @@ def git_settings(variables: Mapping[str, str], *, full_history: bool = False) ->
     depth = _depth(variables, "GIT_DEPTH", DEFAULT_DEPTH, warnings)
     if full_history:
         depth = 0
+    clean_flags = variables.get("GIT_CLEAN_FLAGS", "-ffdx").strip() or "-ffdx"
     for name, effect in IGNORED.items():
         value = variables.get(name)
+        if name == "GIT_CLEAN_FLAGS" and clean_flags in _CLEAN_FLAGS_KNOWN:
+            continue
         if value is not None and value.strip() and value.strip() != _DEFAULTS.get(name):
             warnings.append(f"{name}={value!r} is ignored: {effect}")
     flags = variables.get("GIT_SUBMODULE_UPDATE_FLAGS", "")
@@ -81,6 +87,7 @@ def git_settings(variables: Mapping[str, str], *, full_history: bool = False) ->
     return GitSettings(
         strategy=strategy,
         checkout=variables.get("GIT_CHECKOUT", "true").strip().lower() != "false",
+        clean=clean_flags != "none",
         depth=depth,
         submodule_strategy=submodules,
         submodule_paths=tuple(variables.get("GIT_SUBMODULE_PATHS", "").split()),
@@ -120,13 +127,29 @@ def prepare_job_workspace(
         log(f"Skipping Git repository setup (GIT_STRATEGY={settings.strategy})")
         clear_workspace(ws)
         return
-    prepare_workspace(ws, snapshot, ref=ref, ref_is_tag=ref_is_tag, user_git_dir=user_git_dir)
+    # An unborn branch has no history to cut.
+    shallow = bool(settings.depth and snapshot.sha.strip("0") and user_git_dir is not None)
+    key = (_refs_key(snapshot, ref), snapshot.sha, settings.depth)
+    with _VISIBLE_LOCK:
+        known = _SHALLOW.get(key) if shallow else None
+    # Known shallow files go into the .git as it is written, so that the next job of the slot
+    # finds it untouched instead of rewriting it.
+    extra = {"shallow": known[0], "packed-refs": known[1]} if known else None
+    prepare_workspace(
+        ws,
+        snapshot,
+        ref=ref,
+        ref_is_tag=ref_is_tag,
+        user_git_dir=user_git_dir,
+        git_files_extra=extra,
+        clean=settings.clean,
+    )
     if user_git_dir is None or not (ws.project_dir / ".git").is_dir():
         return
-    if settings.depth:
-        made = make_shallow(ws.project_dir, settings.depth)
-        if made:
-            log(f"Shallow history: the last {settings.depth} commits (GIT_DEPTH)")
+    if shallow and (
+        known or make_shallow(ws.project_dir, settings.depth, head=snapshot.sha, cache_key=key[0])
+    ):
+        log(f"Shallow history: the last {settings.depth} commits (GIT_DEPTH)")
     if not settings.checkout:
         log("Skipping Git checkout (GIT_CHECKOUT=false)")
         _remove_checkout(ws.project_dir)
@@ -143,6 +166,11 @@ def prepare_job_workspace(
         )
     if settings.lfs_skip_smudge:
         _lfs_pointers(ws.project_dir, log)
+
+
+def _refs_key(snapshot: Snapshot, ref: str) -> str:
+    """Every job of a pipeline gets the same shallow .git: what it depends on, as a key."""
+    return f"{snapshot.root}|{ref}|{hash(snapshot.refs)}"
 
 
 def _remove_checkout(project_dir: Path) -> None:
@@ -195,12 +223,21 @@ def _parent_map(output: bytes) -> dict[str, list[str]]:
     return found
 
 
-def visible_commits(repo: Path, depth: int) -> tuple[set[str], set[str]]:
+_VISIBLE_LOCK = threading.Lock()
+
+
+def visible_commits(
+    repo: Path, depth: int, *, head: str | None = None
+) -> tuple[frozenset[str], frozenset[str]]:
     """The commits `git fetch --depth DEPTH` gives for HEAD, and the shallow boundary among them
     (commits at distance DEPTH-1 whose parents are cut off); the boundary is empty when the
     whole history is within reach."""
-    head = _git(repo, "rev-parse", "HEAD").decode().strip()
-    known = _parent_map(_git(repo, "rev-list", "--parents", f"--max-count={depth * 4}", "HEAD"))
+    head = head or _git(repo, "rev-parse", "HEAD").decode().strip()
+    return _walk(repo, head, depth)
+
+
+def _walk(repo: Path, head: str, depth: int) -> tuple[frozenset[str], frozenset[str]]:
+    known = _parent_map(_git(repo, "rev-list", "--parents", f"--max-count={depth * 4}", head))
     visible = {head}
     level = [head]
     for _ in range(depth - 1):
@@ -215,20 +252,41 @@ def visible_commits(repo: Path, depth: int) -> tuple[set[str], set[str]]:
         level = following
     missing = [c for c in level if c not in known]
     known.update(_parents(repo, missing))
-    return visible, {c for c in level if known.get(c)}
+    return frozenset(visible), frozenset(c for c in level if known.get(c))
 
 
-def make_shallow(repo: Path, depth: int) -> bool:
+def make_shallow(
+    repo: Path, depth: int, *, head: str | None = None, cache_key: str | None = None
+) -> bool:
     """Cut the workspace's history to `depth` commits from HEAD (and its refs to what such a
     fetch brings: refs and tags pointing into that history). False if nothing was cut."""
-    visible, boundary = visible_commits(repo, depth)
-    if not boundary:
+    key = (cache_key, head or "", depth) if cache_key and head else None
+    with _VISIBLE_LOCK:
+        files = _SHALLOW.get(key) if key is not None else None
+    if files is None:
+        files = _shallow_files(repo, depth, head)
+        if key is not None:
+            with _VISIBLE_LOCK:
+                _SHALLOW[key] = files
+    if not files:
         return False
-    git_dir = repo / ".git"
-    shallow = git_dir / "shallow"
+    shallow_text, refs_text = files
+    (repo / ".git" / "shallow").write_text(shallow_text)
+    (repo / ".git" / "packed-refs").write_text(refs_text)
+    return True
+
+
+# (shallow file, packed-refs) of a workspace for (objects, HEAD, depth); () when nothing is cut
+_SHALLOW: dict[tuple[str, str, int], tuple[str, str] | tuple[()]] = {}
+
+
+def _shallow_files(repo: Path, depth: int, head: str | None) -> tuple[str, str] | tuple[()]:
+    visible, boundary = visible_commits(repo, depth, head=head)
+    if not boundary:
+        return ()
+    shallow = repo / ".git" / "shallow"
     earlier = set(shallow.read_text().split()) if shallow.is_file() else set()
     lines = sorted(boundary | (earlier & visible))
-    shallow.write_text("".join(f"{sha}\n" for sha in lines))
     refs = _git(repo, "for-each-ref", "--format=%(objectname) %(*objectname) %(refname)")
     kept = []
     for line in refs.decode().splitlines():
@@ -237,8 +295,7 @@ def make_shallow(repo: Path, depth: int) -> bool:
         if (peeled or sha) in visible:
             kept.append(f"{sha} {name}\n" + (f"^{peeled}\n" if peeled else ""))
     header = "# pack-refs with: peeled fully-peeled \n"
-    (git_dir / "packed-refs").write_text(header + "".join(kept))
-    return True
+    return "".join(f"{sha}\n" for sha in lines), header + "".join(kept)
 
 
 # ------------------------------------------------------------------------------ submodules

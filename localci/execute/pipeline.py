@@ -133,7 +133,7 @@ def _run_jobs(
         record_dir=store.pipeline_dir(pipeline_id),
         ref=ctx.ref,
         ref_is_tag=ctx.ref_is_tag,
-        user_git_dir=_git_dir(ctx.project_dir),
+        user_git_dir=git_dir_of(ctx.project_dir),
         emit=emit,
         user_variables=plan.user_variables,
         base_env=host_base(),
@@ -153,17 +153,19 @@ def _run_jobs(
         emit(JobFinished(result))
 
     downstream = _downstream(plan, jobs, options, run_ctx, hooks_factory, pipeline_id)
-    Scheduler(
-        jobs,
-        JobRunner(run_ctx),
-        report,
-        max_parallel=options.max_parallel,
-        manual=options.manual,
-        cancel_on_failure=options.cancel_on_failure,
-    ).run()
-    if downstream is not None:
-        downstream.finish(results)
-    _join_sweepers()
+    try:
+        Scheduler(
+            jobs,
+            JobRunner(run_ctx),
+            report,
+            max_parallel=options.max_parallel,
+            manual=options.manual,
+            cancel_on_failure=options.cancel_on_failure,
+        ).run()
+    finally:
+        if downstream is not None:  # children still running end (or are canceled) first
+            downstream.finish(results)
+        _join_sweepers()
 
 
 
@@ -330,7 +332,8 @@ def _interrupts() -> Iterator[Callable[[], None]]:
             signal.signal(sig, old)
 
 
-def _git_dir(project_dir: Path) -> Path | None:
+def git_dir_of(project_dir: Path) -> Path | None:
+    """The repository's git directory (None when it is not a repository)."""
     from localci.errors import GitError
     from localci.git import run_git
 

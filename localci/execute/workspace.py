@@ -467,21 +467,26 @@ def prepare_workspace(
     ref: str,
     ref_is_tag: bool,
     user_git_dir: Path | None,
+    git_files_extra: Mapping[str, str] | None = None,
+    clean: bool = True,
 ) -> None:
     """Bring `ws` back to `snapshot` (checkout + `git clean -ffdx`), rewriting only what differs.
 
     `user_git_dir` is the user's `git rev-parse --git-dir` (None when the project has no
     repository); its objects are borrowed read-only, nothing is ever written there.
+    `git_files_extra` replaces or adds files of the workspace .git (a shallow history).
+    Without `clean` (GIT_CLEAN_FLAGS: none) files the snapshot does not have are left alone.
     """
     try:
         _ensure_real_dirs(ws)
         state = _load_state(ws.state_dir)
         dirs = _needed_dirs(snapshot.entries)
-        kept = _clean_tree(ws.project_dir, snapshot.by_path, dirs)
+        kept = _clean_tree(ws.project_dir, snapshot.by_path, dirs, clean=clean)
         placed, rewrote = _restore_entries(ws.project_dir, snapshot, dirs, kept, state.placed)
         git_files = _git_dir_files(
             snapshot, ref=ref, ref_is_tag=ref_is_tag, user_git_dir=user_git_dir
         )
+        git_files.update(git_files_extra or {})
         git_key = _digest_of(git_files)
         git_dir = ws.project_dir / ".git"
         # An untouched .git (and index) of the same content is as good as a new one.
@@ -540,9 +545,10 @@ def _needed_dirs(entries: Iterable[Entry]) -> set[str]:
 
 
 def _clean_tree(
-    root: Path, wanted: Mapping[str, Entry], dirs: set[str]
+    root: Path, wanted: Mapping[str, Entry], dirs: set[str], *, clean: bool = True
 ) -> dict[str, os.stat_result]:
-    """Delete everything that is not in the snapshot; return the stat of what may be kept."""
+    """Delete everything that is not in the snapshot (only what is in the way of the snapshot
+    without `clean`); return the stat of what may be kept."""
     kept: dict[str, os.stat_result] = {}
     pending = [""]
     while pending:
@@ -559,6 +565,8 @@ def _clean_tree(
                 pending.append(rel)
             elif rel in wanted and _same_kind(wanted[rel].kind, st.st_mode):
                 kept[rel] = st
+            elif not clean and rel not in wanted and rel not in dirs:
+                continue
             else:
                 _remove(Path(item.path))
     return kept

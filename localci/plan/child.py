@@ -15,7 +15,7 @@ from typing import Any
 from localci.config import load_pipeline_from_source
 from localci.config.includes import DirectorySource, ExternalSource
 from localci.config.model import Pipeline
-from localci.errors import ConfigError, Problem
+from localci.errors import ConfigError, LocalCIError, Problem
 from localci.plan.context import PipelineContext
 from localci.plan.model import Plan, PlannedJob
 from localci.plan.variables import VarValue, expand_gitlab, include_rule_variables
@@ -199,7 +199,8 @@ def load_child_pipeline(
         entries.append(item)
     import json
 
-    extra[_ROOT] = json.dumps({"include": entries})
+    # JSON is YAML; `default=str` keeps YAML dates and the like as the text they were.
+    extra[_ROOT] = json.dumps({"include": entries}, default=str)
     variables = {
         **include_rule_variables(ctx),
         **{name: var.value for name, var in user_variables.items()},
@@ -219,6 +220,7 @@ class ChildPlan:
 
     spec: TriggerSpec
     plan: Plan | None = None
+    pipeline: Pipeline | None = None
     reason: str = ""
 
 
@@ -256,8 +258,8 @@ def plan_child(
             ctx.project_dir, spec, ctx, user_variables=user, external=external
         )
         plan = build_plan(pipeline, ctx, user_variables=user, pipeline_id=2)
-    except ConfigError as exc:
+    except LocalCIError as exc:
         return ChildPlan(spec, reason=f"the child pipeline could not be created: {exc.render()}")
     if not plan.created:
-        return ChildPlan(spec, plan, reason=f"no child pipeline: {plan.workflow_reason}")
-    return ChildPlan(spec, plan)
+        return ChildPlan(spec, plan, pipeline, f"no child pipeline: {plan.workflow_reason}")
+    return ChildPlan(spec, plan, pipeline)

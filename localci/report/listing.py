@@ -53,13 +53,16 @@ def _child_json(
     return out
 
 
-def child_lines(plan: Plan, external: ExternalSource | None = None) -> list[str]:
-    """One line per trigger job of the pipeline: its downstream pipeline and planned jobs."""
+def child_lines(
+    plan: Plan, external: ExternalSource | None = None, *, only: str | None = None
+) -> list[str]:
+    """One line per trigger job of the pipeline (or of the job or parallel group `only`): its
+    downstream pipeline and planned jobs."""
     from localci.plan.child import plan_child
 
     lines = []
     for job in plan.ordered():
-        if job.job.trigger is None:
+        if job.job.trigger is None or only not in (None, job.name, job.group_name):
             continue
         child = plan_child(job, plan, external=external)
         assert child is not None
