@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from localci.execute.artifacts import DATA, FILE, REPORTS, job_dir_name, read_manifest
+from localci.execute.artifacts import (
+    DATA,
+    FILE,
+    REPORTS,
+    Manifest,
+    job_dir_name,
+    read_manifest,
+)
 from localci.report.logview import RenderedLog, render_log
 from localci.report.testcases import TestCase, read_cases, sort_cases
 
@@ -193,7 +200,11 @@ def _job(
     status = str(entry.get("status") or "created")
     allowed = bool(entry.get("allow_failure"))
     log_path = Path(entry["log"]) if entry.get("log") else None
-    artifacts, more = _artifacts(record_dir, name, page_dir)
+    tree = _job_artifacts_dir(record_dir, name)
+    manifest = read_manifest(tree)
+    if manifest is not None and manifest.meta.get("job") != name:
+        manifest = None
+    artifacts, more = _artifacts(tree, manifest, page_dir)
     return JobView(
         key=keys.next(),
         name=name,
@@ -211,7 +222,7 @@ def _job(
         started_at=_number(entry.get("started_at")),
         finished_at=_number(entry.get("finished_at")),
         coverage=_number(entry.get("coverage")),
-        tests=_tests(entry, record_dir, name),
+        tests=_tests(entry, tree, manifest, name),
         log=_log(log_path, int(entry.get("before_script") or 0)),
         log_href=_href(log_path, page_dir) if log_path else "",
         artifacts=artifacts,
@@ -254,10 +265,10 @@ def _job_artifacts_dir(record_dir: Path, job: str) -> Path:
     return record_dir / "artifacts" / job_dir_name(job)
 
 
-def _artifacts(record_dir: Path, job: str, page_dir: Path) -> tuple[tuple[Artifact, ...], int]:
-    tree = _job_artifacts_dir(record_dir, job)
-    manifest = read_manifest(tree)
-    if manifest is None or manifest.meta.get("job") != job or not (tree / DATA).is_dir():
+def _artifacts(
+    tree: Path, manifest: Manifest | None, page_dir: Path
+) -> tuple[tuple[Artifact, ...], int]:
+    if manifest is None or not manifest.entries or not (tree / DATA).is_dir():
         return (), 0
     files = [e for e in manifest.entries if e.kind == FILE]
     shown = [
@@ -272,12 +283,12 @@ def _artifacts(record_dir: Path, job: str, page_dir: Path) -> tuple[tuple[Artifa
     return tuple(shown), max(0, len(files) - MAX_ARTIFACT_FILES)
 
 
-def _tests(entry: Mapping[str, Any], record_dir: Path, job: str) -> Tests | None:
+def _tests(
+    entry: Mapping[str, Any], tree: Path, manifest: Manifest | None, job: str
+) -> Tests | None:
     counts = entry.get("tests")
     if not isinstance(counts, Mapping):
         return None
-    tree = _job_artifacts_dir(record_dir, job)
-    manifest = read_manifest(tree)
     reports = (manifest.meta.get("reports") or {}) if manifest is not None else {}
     files = [tree / REPORTS / job_dir_name("junit") / rel for rel in reports.get("junit") or ()]
     cases, warnings = read_cases(files, job)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -178,6 +179,21 @@ def print_summary(console: Console, result: RunResult) -> None:
     if any(j.status is Status.FAILED for j in result.jobs):
         console.print(Text("see a job's log: localci logs JOB", style="dim"))
     print_page_line(console, result)
+
+
+def prepare_page() -> None:
+    """Import the page's modules and load its templates in the background while the jobs run
+    (~0.1 s of CPU): at the end of the run only the page itself is left to write."""
+    threading.Thread(target=_warm_up_page, name="localci-page-warm-up", daemon=True).start()
+
+
+def _warm_up_page() -> None:
+    try:
+        from localci.report.html import warm_up
+
+        warm_up()
+    except Exception:  # noqa: S110 - the end of the run writes the page or says why not
+        pass
 
 
 def print_page_line(console: Console, result: RunResult) -> None:
