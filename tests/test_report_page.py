@@ -307,3 +307,25 @@ def test_report_without_runs_is_a_usage_error(tmp_path: Path) -> None:
     for args in (["report"], ["report", "--history"]):
         result = run_cli(repo, *args)
         assert result.exit_code == 2 and "run `localci run` first" in result.stderr
+
+
+def test_masked_values_stay_masked_on_the_page(tmp_path: Path) -> None:
+    secret = "s3cr3t-Value-42"
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": (
+                "show:\n"
+                "  script:\n"
+                '    - echo "token=$TOKEN"\n'
+                "    - printf '\\033[31m%s\\033[0m\\n' \"$TOKEN\"\n"
+            ),
+            ".localci/variables.yml": f"TOKEN:\n  value: {secret}\n  masked: true\n",
+        },
+    )
+    result = run_cli(repo, "run", "--no-tty")
+    assert result.exit_code == 0, result.output
+    html = (repo / ".localci" / "pipelines" / "1" / "pipeline.html").read_text()
+    assert secret not in html
+    assert "token=[MASKED]" in html
+    assert '<span class="f1">[MASKED]</span>' in html
