@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -79,11 +80,13 @@ def reports_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
     repo = root / "reports"
     shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns(".localci", "__pycache__"))
     make_repo(repo, {})
-    result = run_localci(repo, "run", "--no-tty")
+    # --color: the logs get the colours a terminal run gives them, as the page shows them
+    result = run_localci(repo, "run", "--no-tty", "--color")
     assert result.exit_code == 0, result.output
     record_dir = repo / ".localci" / "pipelines" / "1"
     page = record_dir / "pipeline.html"
-    assert result.stdout.rstrip().splitlines()[-1] == f"pipeline page: {page}"
+    last = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout.rstrip().splitlines()[-1])
+    assert last == f"pipeline page: {page}"
     return page, json.loads((record_dir / "pipeline.json").read_text())
 
 
