@@ -263,11 +263,13 @@ class RenderedLog:
     omitted: int  # lines left out at the start of a very long log
 
 
-def render_log(lines: Iterable[str], *, before_script: int = 0) -> RenderedLog:
-    """The tokens of a log's lines (the last MAX_LINES of them)."""
+def render_log(lines: Iterable[str], *, before_script: int = 0, skipped: int = 0) -> RenderedLog:
+    """The tokens of a log's lines (the last MAX_LINES of them); `skipped` lines before these
+    were not even read."""
     kept = list(lines)
     omitted = max(0, len(kept) - MAX_LINES)
     kept = kept[omitted:]
+    omitted += skipped
     # One C-speed escape of the whole text; escaping never adds or removes a newline.
     escaped = str(escape("\n".join(kept))).split("\n") if kept else []
     parser = _Parser(before_script)

@@ -28,6 +28,8 @@ from localci.report.testcases import TestCase, read_cases, sort_cases
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"})
 MAX_ARTIFACT_FILES = 200
 MAX_PASSED_LISTED = 500
+#: Of a longer log only the end is read (the page shows the last lines anyway).
+MAX_LOG_BYTES = 8 * 1024 * 1024
 #: Keys under which a trigger job's entry may carry its downstream pipeline record(s).
 DOWNSTREAM_KEYS = ("children", "child", "downstream", "child_pipeline", "child_pipelines")
 MAX_NESTING = 3
@@ -247,14 +249,33 @@ def _log(path: Path | None, before_script: int) -> RenderedLog | None:
     if path is None:
         return None
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        skipped, data = _tail_bytes(path, MAX_LOG_BYTES)
     except OSError:
         return None
     # Only \n ends a line: a \r is a redraw within one (progress bars), not a new line.
-    lines = text.split("\n")
+    lines = data.decode("utf-8", errors="replace").split("\n")
     if lines and not lines[-1]:
         lines.pop()
-    return render_log(lines, before_script=before_script)
+    return render_log(lines, before_script=before_script, skipped=skipped)
+
+
+def _tail_bytes(path: Path, limit: int) -> tuple[int, bytes]:
+    """The whole lines in the last `limit` bytes of a file, and how many lines come before."""
+    with path.open("rb") as handle:
+        size = handle.seek(0, 2)
+        handle.seek(0)
+        if size <= limit:
+            return 0, handle.read()
+        skipped, remaining = 0, size - limit
+        while remaining > 0:
+            chunk = handle.read(min(1 << 20, remaining))
+            if not chunk:
+                break
+            skipped += chunk.count(b"\n")
+            remaining -= len(chunk)
+        tail = handle.read()
+    cut = tail.find(b"\n") + 1  # the rest of a line that began before: skipped with it
+    return skipped + (1 if cut else 0), tail[cut:]
 
 
 def _href(path: Path, page_dir: Path) -> str:
