@@ -208,4 +208,9 @@ def print_page_line(console: Console, result: RunResult) -> None:
     except (OSError, LocalCIError) as exc:  # the run's outcome stands without its page
         console.print(Text(f"the pipeline page could not be written: {exc}", style="yellow"))
         return
+    except Exception as exc:  # a bug in the page must not turn the run's outcome into a crash
+        console.print(
+            Text(f"the pipeline page could not be written (a bug in localci): {exc!r}", "yellow")
+        )
+        return
     console.print(Text.assemble("pipeline page: ", (str(page), "bold")), soft_wrap=True)
