@@ -359,3 +359,17 @@ def test_report_open_hands_the_page_to_the_web_browser(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     page = repo / ".localci" / "pipelines" / "1" / "pipeline.html"
     assert opened.read_text() == page.as_uri()
+
+
+def test_logs_of_a_moved_project_are_found_and_missing_ones_said(tmp_path: Path) -> None:
+    record_dir = write_record(
+        tmp_path,
+        [
+            job("moved", "test", log="/elsewhere/.localci/pipelines/7/jobs/moved.log"),
+            job("gone", "test", log="/elsewhere/.localci/pipelines/7/jobs/gone.log"),
+        ],
+    )
+    (record_dir / "jobs" / "moved.log").write_text("found me\n")
+    html = write_pipeline_page(record_dir).read_text()
+    assert ">found me</div>" in html
+    assert "Its log is no longer in the records." in html

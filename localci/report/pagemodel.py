@@ -201,7 +201,7 @@ def _job(
     name = str(entry["name"])
     status = str(entry.get("status") or "created")
     allowed = bool(entry.get("allow_failure"))
-    log_path = Path(entry["log"]) if entry.get("log") else None
+    log_path = _log_path(entry.get("log"), record_dir)
     tree = _job_artifacts_dir(record_dir, name)
     manifest = read_manifest(tree)
     if manifest is not None and manifest.meta.get("job") != name:
@@ -243,6 +243,15 @@ def _label(status: str, allowed: bool, when: str) -> str:
 
 def _number(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _log_path(recorded: object, record_dir: Path) -> Path | None:
+    """The job's log; records name it absolutely, so a moved project finds it by name."""
+    if not isinstance(recorded, str) or not recorded:
+        return None
+    path = Path(recorded)
+    moved = record_dir / "jobs" / path.name
+    return moved if not path.is_file() and moved.is_file() else path
 
 
 def _log(path: Path | None, before_script: int) -> RenderedLog | None:
