@@ -172,3 +172,44 @@ def test_the_history_page_links_to_each_run(
     browser.find_element(By.LINK_TEXT, "#1").click()
     assert browser.current_url == page.as_uri()
     assert _errors(browser) == []
+
+
+def test_a_long_log_and_a_child_pipeline_are_usable(browser: WebDriver, tmp_path: Path) -> None:
+    from localci.report.html import write_pipeline_page
+
+    record_dir = tmp_path / ".localci" / "pipelines" / "1"
+    (record_dir / "jobs").mkdir(parents=True)
+    lines = ["section_start:1:build[collapsed=true]\r\x1b[0KBuilding"]
+    lines += [f"\x1b[3{n % 8}mline {n}\x1b[0m <b>not bold</b>" for n in range(1, 6000)]
+    lines += ["section_end:9:build\r\x1b[0K", "the very end"]
+    (record_dir / "jobs" / "long.log").write_text("\n".join(lines) + "\n")
+    (record_dir / "jobs" / "child.log").write_text("from the child\n")
+    child = {
+        "id": "1/1",
+        "status": "success",
+        "jobs": [{"name": "child-job", "stage": "test", "status": "success",
+                  "log": str(record_dir / "jobs" / "child.log")}],
+    }  # fmt: skip
+    jobs = [
+        {"name": "long", "stage": "build", "status": "success",
+         "log": str(record_dir / "jobs" / "long.log")},
+        {"name": "bridge", "stage": "deploy", "status": "success", "trigger": True,
+         "children": [child]},
+    ]  # fmt: skip
+    (record_dir / "pipeline.json").write_text(json.dumps({"id": 1, "jobs": jobs}))
+    page = write_pipeline_page(record_dir)
+    browser.get(page.as_uri())
+    browser.find_element(By.CSS_SELECTOR, '.node[data-name="long"]').click()
+    detail = browser.find_element(By.CSS_SELECTOR, '.job-detail[data-name="long"]')
+    log = detail.find_element(By.CSS_SELECTOR, ".log")
+    assert browser.execute_script("return arguments[0].querySelectorAll('.l').length", log) > 6000
+    last = log.find_elements(By.CSS_SELECTOR, ".l")[-1]
+    assert last.text.endswith("the very end") and last.is_displayed()
+    collapsed = log.find_element(By.CSS_SELECTOR, "details.sec:not(.phase)")
+    assert collapsed.get_attribute("open") is None
+    assert "<b>not bold</b>" in collapsed.get_attribute("textContent")
+    browser.find_element(By.CSS_SELECTOR, '.downstream .node[data-name="child-job"]').click()
+    child_detail = browser.find_element(By.CSS_SELECTOR, '.job-detail[data-name="child-job"]')
+    assert child_detail.is_displayed() and "from the child" in child_detail.text
+    assert not detail.is_displayed()
+    assert _errors(browser) == []
