@@ -373,3 +373,14 @@ def test_logs_of_a_moved_project_are_found_and_missing_ones_said(tmp_path: Path)
     html = write_pipeline_page(record_dir).read_text()
     assert ">found me</div>" in html
     assert "Its log is no longer in the records." in html
+
+
+def test_the_page_needs_no_network(tmp_path: Path) -> None:
+    entry = job("unit", "test", log_text="see https://example.com/x\n", tests={"failed": 1})
+    record_dir = write_record(tmp_path, [entry], stages=["test"])
+    store_artifacts(tmp_path, "unit", {"plot.svg": "<svg/>"}, junit="report.xml")
+    html = write_pipeline_page(record_dir).read_text()
+    loaded = re.findall(r'(?:src|href)="([^"#]*)"', html)
+    assert loaded, "the page links its artifacts"
+    assert all(not re.match(r"[a-z]+:", link) or link == "data:," for link in loaded), loaded
+    assert "@import" not in html and "url(" not in html
