@@ -12,12 +12,12 @@ import pytest
 
 from localci.execute.artifacts import ArtifactUpload, save_artifacts
 from localci.execute.store import Store
-from localci.report import logview
+from localci.report import logview, pagemodel
 from localci.report.html import render_pipeline, write_pipeline_page
 from localci.report.layout import critical_path, max_parallel, stage_graph, timeline
 from localci.report.logview import render_log
 from localci.report.pagemodel import pipeline_view
-from tests.helpers import make_repo, run_cli
+from tests.helpers import make_repo, run_cli, run_localci
 
 HOSTILE = '<script>alert(1)</script> </textarea> <img src=x onerror=alert(2)> & "q"'
 JUNIT = """<?xml version="1.0"?>
@@ -119,6 +119,23 @@ def test_long_logs_keep_their_last_lines_with_true_numbers(monkeypatch: pytest.M
     assert rendered.omitted == 900 and rendered.total_lines == 1000
     assert (lines[0].number, str(lines[0].html)) == (901, "line 901")
     assert (lines[-1].number, str(lines[-1].html)) == (1000, "line 1000")
+
+
+def test_huge_logs_are_read_from_their_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pagemodel, "MAX_LOG_BYTES", 10_000)
+    text = "".join(f"line {n}\n" for n in range(1, 5001))
+    record_dir = write_record(tmp_path, [job("big", "test", log_text=text)])
+    view = pipeline_view(
+        json.loads((record_dir / "pipeline.json").read_text()), record_dir, record_dir
+    )
+    log = view.jobs[0].log
+    assert log is not None and log.total_lines == 5000
+    lines = [t for t in log.tokens if t.kind == "line"]
+    assert (lines[-1].number, lines[-1].html) == (5000, "line 5000")
+    assert lines[0].html == f"line {lines[0].number}"
+    assert log.omitted == lines[0].number - 1 > 3000
+    html = render_pipeline(view)
+    assert f"… {log.omitted} earlier lines are in the" in html
 
 
 # ---- records -> page --------------------------------------------------------------------------
@@ -307,3 +324,63 @@ def test_report_without_runs_is_a_usage_error(tmp_path: Path) -> None:
     for args in (["report"], ["report", "--history"]):
         result = run_cli(repo, *args)
         assert result.exit_code == 2 and "run `localci run` first" in result.stderr
+
+
+def test_masked_values_stay_masked_on_the_page(tmp_path: Path) -> None:
+    secret = "s3cr3t-Value-42"
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": (
+                "show:\n"
+                "  script:\n"
+                '    - echo "token=$TOKEN"\n'
+                "    - printf '\\033[31m%s\\033[0m\\n' \"$TOKEN\"\n"
+            ),
+            ".localci/variables.yml": f"TOKEN:\n  value: {secret}\n  masked: true\n",
+        },
+    )
+    result = run_cli(repo, "run", "--no-tty")
+    assert result.exit_code == 0, result.output
+    html = (repo / ".localci" / "pipelines" / "1" / "pipeline.html").read_text()
+    assert secret not in html
+    assert "token=[MASKED]" in html
+    assert '<span class="f1">[MASKED]</span>' in html
+
+
+def test_report_open_hands_the_page_to_the_web_browser(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "p", {".gitlab-ci.yml": "unit:\n  script: [echo hi]\n"})
+    assert run_cli(repo, "run", "--no-tty").exit_code == 0
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\nprintf %s "$1" > {opened}\n')
+    browser.chmod(0o755)
+    result = run_localci(repo, "report", "--open", env={"BROWSER": f"{browser} %s"})
+    assert result.exit_code == 0, result.output
+    page = repo / ".localci" / "pipelines" / "1" / "pipeline.html"
+    assert opened.read_text() == page.as_uri()
+
+
+def test_logs_of_a_moved_project_are_found_and_missing_ones_said(tmp_path: Path) -> None:
+    record_dir = write_record(
+        tmp_path,
+        [
+            job("moved", "test", log="/elsewhere/.localci/pipelines/7/jobs/moved.log"),
+            job("gone", "test", log="/elsewhere/.localci/pipelines/7/jobs/gone.log"),
+        ],
+    )
+    (record_dir / "jobs" / "moved.log").write_text("found me\n")
+    html = write_pipeline_page(record_dir).read_text()
+    assert ">found me</div>" in html
+    assert "Its log is no longer in the records." in html
+
+
+def test_the_page_needs_no_network(tmp_path: Path) -> None:
+    entry = job("unit", "test", log_text="see https://example.com/x\n", tests={"failed": 1})
+    record_dir = write_record(tmp_path, [entry], stages=["test"])
+    store_artifacts(tmp_path, "unit", {"plot.svg": "<svg/>"}, junit="report.xml")
+    html = write_pipeline_page(record_dir).read_text()
+    loaded = re.findall(r'(?:src|href)="([^"#]*)"', html)
+    assert loaded, "the page links its artifacts"
+    assert all(not re.match(r"[a-z]+:", link) or link == "data:," for link in loaded), loaded
+    assert "@import" not in html and "url(" not in html

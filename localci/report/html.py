@@ -12,9 +12,10 @@ import jinja2
 
 from localci import __version__
 from localci.errors import UsageError
-from localci.execute.store import Store, atomic_write_text
+from localci.execute.store import Store, atomic_write_text, user_cache_dir
 from localci.report.history import coverage_chart, duration_chart, history_rows, tests_chart
 from localci.report.layout import stage_graph, timeline
+from localci.report.logview import log_html
 from localci.report.pagemodel import JobView, PipelineView, human_duration, pipeline_view
 
 PAGE_NAME = "pipeline.html"
@@ -37,6 +38,7 @@ STATUS_ICONS = {
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
+        bytecode_cache=_bytecode_cache(),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -48,10 +50,21 @@ def _environment() -> jinja2.Environment:
     env.globals["version"] = __version__
     env.globals["stage_graph"] = stage_graph
     env.globals["all_jobs"] = all_jobs
+    env.globals["log_html"] = log_html
     env.globals.update(
         duration_chart=duration_chart, tests_chart=tests_chart, coverage_chart=coverage_chart
     )
     return env
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates kept between runs: compiling them costs more than rendering."""
+    directory = user_cache_dir() / f"templates-{__version__}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # a read-only home: compile each time
+    return jinja2.FileSystemBytecodeCache(str(directory))
 
 
 def _size(size: int) -> str:
@@ -61,6 +74,12 @@ def _size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"
+
+
+def warm_up() -> None:
+    """Load (or compile) the page's templates ahead of use."""
+    _environment().get_template("pipeline.html.j2")
+    _environment().get_template("macros.j2")
 
 
 def render_pipeline(pipeline: PipelineView) -> str:

@@ -27,7 +27,7 @@ from localci.events import (
 )
 from localci.execute.results import JobResult, Status
 from localci.report.plain import JOB_STYLES
-from localci.report.summary import print_summary, status_label, tests_summary
+from localci.report.summary import prepare_page, print_summary, status_label, tests_summary
 
 COMPACT_WIDTH = 60
 COLUMN_WIDTH = 26
@@ -247,6 +247,7 @@ class LiveReporter:
         return ()
 
     def _pipeline_started(self, event: PipelineStarted) -> Iterable[RenderableType]:
+        prepare_page()
         self.pipeline_id = event.pipeline_id
         self.started = self.clock()
         for name, stage, when in event.jobs:

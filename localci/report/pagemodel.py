@@ -14,13 +14,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from localci.execute.artifacts import DATA, FILE, REPORTS, job_dir_name, read_manifest
+from localci.execute.artifacts import (
+    DATA,
+    FILE,
+    REPORTS,
+    Manifest,
+    job_dir_name,
+    read_manifest,
+)
 from localci.report.logview import RenderedLog, render_log
 from localci.report.testcases import TestCase, read_cases, sort_cases
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"})
 MAX_ARTIFACT_FILES = 200
 MAX_PASSED_LISTED = 500
+#: Of a longer log only the end is read (the page shows the last lines anyway).
+MAX_LOG_BYTES = 8 * 1024 * 1024
 #: Keys under which a trigger job's entry may carry its downstream pipeline record(s).
 DOWNSTREAM_KEYS = ("children", "child", "downstream", "child_pipeline", "child_pipelines")
 MAX_NESTING = 3
@@ -192,8 +201,12 @@ def _job(
     name = str(entry["name"])
     status = str(entry.get("status") or "created")
     allowed = bool(entry.get("allow_failure"))
-    log_path = Path(entry["log"]) if entry.get("log") else None
-    artifacts, more = _artifacts(record_dir, name, page_dir)
+    log_path = _log_path(entry.get("log"), record_dir)
+    tree = _job_artifacts_dir(record_dir, name)
+    manifest = read_manifest(tree)
+    if manifest is not None and manifest.meta.get("job") != name:
+        manifest = None
+    artifacts, more = _artifacts(tree, manifest, page_dir)
     return JobView(
         key=keys.next(),
         name=name,
@@ -211,7 +224,7 @@ def _job(
         started_at=_number(entry.get("started_at")),
         finished_at=_number(entry.get("finished_at")),
         coverage=_number(entry.get("coverage")),
-        tests=_tests(entry, record_dir, name),
+        tests=_tests(entry, tree, manifest, name),
         log=_log(log_path, int(entry.get("before_script") or 0)),
         log_href=_href(log_path, page_dir) if log_path else "",
         artifacts=artifacts,
@@ -232,18 +245,46 @@ def _number(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _log_path(recorded: object, record_dir: Path) -> Path | None:
+    """The job's log; records name it absolutely, so a moved project finds it by name."""
+    if not isinstance(recorded, str) or not recorded:
+        return None
+    path = Path(recorded)
+    moved = record_dir / "jobs" / path.name
+    return moved if not path.is_file() and moved.is_file() else path
+
+
 def _log(path: Path | None, before_script: int) -> RenderedLog | None:
     if path is None:
         return None
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        skipped, data = _tail_bytes(path, MAX_LOG_BYTES)
     except OSError:
         return None
     # Only \n ends a line: a \r is a redraw within one (progress bars), not a new line.
-    lines = text.split("\n")
+    lines = data.decode("utf-8", errors="replace").split("\n")
     if lines and not lines[-1]:
         lines.pop()
-    return render_log(lines, before_script=before_script)
+    return render_log(lines, before_script=before_script, skipped=skipped)
+
+
+def _tail_bytes(path: Path, limit: int) -> tuple[int, bytes]:
+    """The whole lines in the last `limit` bytes of a file, and how many lines come before."""
+    with path.open("rb") as handle:
+        size = handle.seek(0, 2)
+        handle.seek(0)
+        if size <= limit:
+            return 0, handle.read()
+        skipped, remaining = 0, size - limit
+        while remaining > 0:
+            chunk = handle.read(min(1 << 20, remaining))
+            if not chunk:
+                break
+            skipped += chunk.count(b"\n")
+            remaining -= len(chunk)
+        tail = handle.read()
+    cut = tail.find(b"\n") + 1  # the rest of a line that began before: skipped with it
+    return skipped + (1 if cut else 0), tail[cut:]
 
 
 def _href(path: Path, page_dir: Path) -> str:
@@ -254,10 +295,10 @@ def _job_artifacts_dir(record_dir: Path, job: str) -> Path:
     return record_dir / "artifacts" / job_dir_name(job)
 
 
-def _artifacts(record_dir: Path, job: str, page_dir: Path) -> tuple[tuple[Artifact, ...], int]:
-    tree = _job_artifacts_dir(record_dir, job)
-    manifest = read_manifest(tree)
-    if manifest is None or manifest.meta.get("job") != job or not (tree / DATA).is_dir():
+def _artifacts(
+    tree: Path, manifest: Manifest | None, page_dir: Path
+) -> tuple[tuple[Artifact, ...], int]:
+    if manifest is None or not manifest.entries or not (tree / DATA).is_dir():
         return (), 0
     files = [e for e in manifest.entries if e.kind == FILE]
     shown = [
@@ -272,12 +313,12 @@ def _artifacts(record_dir: Path, job: str, page_dir: Path) -> tuple[tuple[Artifa
     return tuple(shown), max(0, len(files) - MAX_ARTIFACT_FILES)
 
 
-def _tests(entry: Mapping[str, Any], record_dir: Path, job: str) -> Tests | None:
+def _tests(
+    entry: Mapping[str, Any], tree: Path, manifest: Manifest | None, job: str
+) -> Tests | None:
     counts = entry.get("tests")
     if not isinstance(counts, Mapping):
         return None
-    tree = _job_artifacts_dir(record_dir, job)
-    manifest = read_manifest(tree)
     reports = (manifest.meta.get("reports") or {}) if manifest is not None else {}
     files = [tree / REPORTS / job_dir_name("junit") / rel for rel in reports.get("junit") or ()]
     cases, warnings = read_cases(files, job)

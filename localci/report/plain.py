@@ -16,7 +16,7 @@ from localci.events import (
     PipelineFinished,
     PipelineStarted,
 )
-from localci.report.summary import print_summary, status_label
+from localci.report.summary import prepare_page, print_summary, status_label
 
 JOB_STYLES = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta")
 
@@ -37,6 +37,7 @@ class PlainReporter:
 
     def _handle(self, event: Event) -> None:
         if isinstance(event, PipelineStarted):
+            prepare_page()
             self.width = min(30, max((len(n) for n, _, _ in event.jobs), default=8))
             if self.verbosity:
                 self.console.print(

@@ -7,12 +7,15 @@ names, times and failure messages, with the same limits (size, no entity declara
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from localci.execute.reports import MAX_JUNIT_BYTES
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 # As in localci.execute.reports: a report declaring entities is refused, never expanded.
 _ENTITY = re.compile(rb"<!ENTITY", re.IGNORECASE)
@@ -39,6 +42,8 @@ class TestCase:
 
 def read_cases(files: Iterable[Path], job: str = "") -> tuple[list[TestCase], list[str]]:
     """Every case of the files, failed first; and one warning per unreadable file."""
+    import xml.etree.ElementTree as ET  # most pages have no junit report: imported on use
+
     cases: list[TestCase] = []
     warnings: list[str] = []
     for path in files:
@@ -60,6 +65,8 @@ def _file_cases(path: Path, job: str) -> list[TestCase]:
         raise ValueError(f"larger than {MAX_JUNIT_BYTES // (1024 * 1024)} MiB")
     if _ENTITY.search(data):
         raise ValueError("declares XML entities, which localci does not expand")
+    import xml.etree.ElementTree as ET
+
     root = ET.fromstring(data)  # noqa: S314 - entity declarations are refused above
     suites = [root] if _local(root.tag) == "testsuite" else list(_children(root, "testsuite"))
     return [_case(case, job) for suite in suites for case in _cases(suite)]
