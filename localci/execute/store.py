@@ -21,7 +21,7 @@ from pathlib import Path
 from localci.errors import StateError
 
 TMP_SUFFIX = ".localci-tmp"
-_SUBDIRS = ("locks", "pipelines", "builds", "snapshots", "objects", "slots")
+_SUBDIRS = ("locks", "pipelines", "snapshots", "objects", "slots")
 _CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
     "# This directory holds localci's workspaces, snapshots and run results.\n"
@@ -104,6 +104,19 @@ def user_cache_dir() -> Path:
     if xdg and Path(xdg).is_absolute():
         return Path(xdg) / "localci"
     return Path.home() / ".cache" / "localci"
+
+
+def project_builds_root(project_dir: Path) -> Path:
+    """Where the build slots of `project_dir` live: <user cache>/builds/<name>-<path digest>.
+
+    Outside the project on purpose: no relative path, symlink or upward git search from a job's
+    workspace can reach the user's working tree (GitLab's runner builds outside the checkout
+    too). The digest of the resolved path keeps two projects of the same name apart.
+    """
+    resolved = project_dir.resolve()
+    digest = hashlib.sha256(os.fsencode(str(resolved))).hexdigest()[:16]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", resolved.name).strip("._")[:40] or "project"
+    return user_cache_dir() / "builds" / f"{name}-{digest}"
 
 
 class Store:
