@@ -17,6 +17,7 @@ from localci.execute.git_isolation import (
     local_env_vars,
     without_user_repository,
 )
+from localci.execute.store import project_builds_root
 from localci.execute.transfer import TransferHooks
 from tests.helpers import git, make_repo, run_cli, run_localci
 from tests.test_cache import Project, planned
@@ -264,3 +265,57 @@ def test_restored_cache_files_are_private_in_every_trial(tmp_path: Path, pipelin
 def _seed_cache(root: Path) -> None:
     (root / "c").mkdir()
     (root / "c" / "f").write_text("original\n")
+
+
+# ---- item 3: build directories live outside the user's tree ---------------------------------
+
+ESCAPE_PIPELINE = """\
+    job:
+      script:
+        - echo "builds at $CI_BUILDS_DIR"
+        - touch "$CI_PROJECT_DIR/../../../../escaped-by-path" || true
+        - touch up/escaped-by-symlink || true
+        - rm -rf .git ../.git ../../.git ../../../.git
+        - git stash -u || true
+        - git checkout -- . || true
+        - git clean -ffdx || true
+        - if git rev-parse --git-dir 2>/dev/null; then echo "FOUND-$((40 + 2))"; fi
+"""
+
+
+def _tree_digest(root: Path) -> dict[str, bytes]:
+    """Every path below `root` with its bytes (or link target), `.localci` left out."""
+    found: dict[str, bytes] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if ".localci" in rel.parts:
+            continue
+        if path.is_symlink():
+            found[str(rel)] = str(path.readlink()).encode()
+        elif path.is_file():
+            found[str(rel)] = path.read_bytes()
+        else:
+            found[str(rel)] = b"<dir>"
+    return found
+
+
+def test_a_job_cannot_reach_the_users_tree_by_path_symlink_or_git(tmp_path: Path) -> None:
+    user = make_repo(tmp_path / "deep" / "er" / "user", {".gitlab-ci.yml": ESCAPE_PIPELINE})
+    (user / "up").symlink_to("../../../..")
+    git(user, "add", "up")
+    git(user, "commit", "-qm", "a committed symlink up the tree")
+    (user / "uncommitted.txt").write_text("the user's work\n")
+    (user / ".gitlab-ci.yml").write_text(
+        (user / ".gitlab-ci.yml").read_text() + "# an uncommitted edit\n"
+    )
+    before = _tree_digest(tmp_path)
+    result = run_localci(user, "run")
+    assert result.exit_code == 0, result.output
+    assert "FOUND-42" not in result.output
+    builds = project_builds_root(user)
+    assert f"builds at {builds}/0" in result.output
+    assert user.resolve() not in builds.parents
+    assert _tree_digest(tmp_path) == before
+    assert not list(tmp_path.rglob("escaped-by-*"))
+    assert (user / "uncommitted.txt").read_text() == "the user's work\n"
+    assert not (user / ".localci" / "builds").exists()
