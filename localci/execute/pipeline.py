@@ -12,9 +12,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
+from localci import interrupts
 from localci.events import Event, JobFinished, Notice, PipelineFinished, PipelineStarted
 from localci.execute.job import JobHooks, JobRunner, RunContext, current_environment
+from localci.execute.process import remove_orphaned_scripts
 from localci.execute.results import JobResult, RunResult, Status, pipeline_status
 from localci.execute.scheduler import Scheduler
 from localci.execute.store import LockBusy, Store, atomic_write_json, user_cache_dir
@@ -51,6 +54,7 @@ def run_pipeline(
     store = Store(plan.context.project_dir)
     store.ensure()
     remove_stale(store)
+    remove_orphaned_scripts()
     mark_abandoned(store)
     pipeline_id = store.next_pipeline_id()
     record = store.pipeline_dir(pipeline_id)
@@ -68,6 +72,7 @@ def run_pipeline(
             _announce_unsupported(jobs, emit)
             with _lock_snapshot(store, pipeline_id):
                 _run_jobs(plan, jobs, options, emit, hooks_factory, store, pipeline_id, results)
+            interrupts.raise_if_requested()  # its KeyboardInterrupt may have been swallowed
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -193,16 +198,17 @@ def _interrupts() -> Iterator[Callable[[], None]]:
         return
     armed = [True]
 
-    def handler(signum: int, frame: object) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         if armed[0]:
             armed[0] = False
-            raise KeyboardInterrupt
+            interrupts.note_and_raise(signum, frame)
 
     def disarm() -> None:
         armed[0] = False
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        interrupts.raise_if_requested()  # one that came while the handlers were being changed
         yield disarm
     finally:
         for sig, old in previous.items():
