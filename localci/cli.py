@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 import yaml
 
-from localci import __version__
+from localci import __version__, interrupts
 from localci.completion import (
     complete_branches,
     complete_jobs,
@@ -824,7 +824,8 @@ def _ignore_late_signals() -> None:
 
 
 def run(argv: list[str] | None = None) -> int:
-    _sigterm_interrupts()
+    interrupts.reset()
+    interrupts.install()
     try:
         cli.main(args=argv, prog_name="localci", standalone_mode=False)
     except click.exceptions.Abort:
@@ -848,18 +849,6 @@ def run(argv: list[str] | None = None) -> int:
     except Exception:
         return _internal_error()
     return 0
-
-
-def _sigterm_interrupts() -> None:
-    """SIGTERM ends localci like Ctrl-C (exit 130, jobs stopped), from the very start."""
-    import signal
-    import threading
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
 
 
 def _internal_error() -> int:

@@ -7,23 +7,38 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from localci.files import atomic_write_text, hold_lock, state_error
+from localci.files import atomic_write_text, hold_lock, state_error, user_cache_dir
 
 __all__ = ["Store"]
 
-_SUBDIRS = ("locks", "pipelines", "builds", "snapshots", "objects", "slots")
+_SUBDIRS = ("locks", "pipelines", "snapshots", "objects", "slots")
 _CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
     "# This directory holds localci's workspaces, snapshots and run results.\n"
     "# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
 _LOCK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+
+def project_builds_root(project_dir: Path) -> Path:
+    """Where the build slots of `project_dir` live: <user cache>/builds/<name>-<path digest>.
+
+    Outside the project on purpose: no relative path, symlink or upward git search from a job's
+    workspace can reach the user's working tree (GitLab's runner builds outside the checkout
+    too). The digest of the resolved path keeps two projects of the same name apart.
+    """
+    resolved = project_dir.resolve()
+    digest = hashlib.sha256(os.fsencode(str(resolved))).hexdigest()[:16]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", resolved.name).strip("._")[:40] or "project"
+    return user_cache_dir() / "builds" / f"{name}-{digest}"
 
 
 class Store:

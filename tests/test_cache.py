@@ -235,7 +235,7 @@ def test_key_files_outside_the_project_are_refused(project: Project, name: str) 
 # ---------------------------------------------------------------------------- save and restore
 
 
-def test_save_then_restore_in_another_slot_by_hard_links(project: Project) -> None:
+def test_save_then_restore_in_another_slot_as_private_copies(project: Project) -> None:
     job = planned("build", cache=[Cache(key="deps", paths=("deps", "*.bin"))])
     first = project.run(job, writer({"deps/a.txt": "A\n", "deps/sub/b.txt": "B\n", "x.bin": "X"}))
     assert any("Created cache deps" in line for line in first.log)
@@ -245,7 +245,8 @@ def test_save_then_restore_in_another_slot_by_hard_links(project: Project) -> No
     def check(root: Path) -> None:
         seen.update(read_all(root, "deps"))
         stored = entry / "data" / "deps" / "a.txt"
-        assert (root / "deps" / "a.txt").stat().st_ino == stored.stat().st_ino
+        assert (root / "deps" / "a.txt").stat().st_ino != stored.stat().st_ino
+        assert (root / "deps" / "a.txt").stat().st_nlink == 1
         assert (root / "x.bin").read_text() == "X"
 
     second = project.run(job, slot=1, check=check)
@@ -505,47 +506,40 @@ def test_a_save_killed_midway_is_never_trusted(project: Project, tmp_path: Path)
     assert not [p for p in cache_dir.iterdir() if p.name.startswith((".tmp-", ".old-"))]
 
 
-# ------------------------------------------------------------------------------ hard-link safety
+# ------------------------------------------------------------------------------ private copies
 
 
-def test_in_place_change_discards_the_entry_and_is_learned(project: Project) -> None:
+def test_in_place_change_never_reaches_the_entry(project: Project) -> None:
     seed = planned("seed", cache=[Cache(key="k", paths=("d",))])
     project.run(seed, writer({"d/lock": "v1", "d/data": "payload"}))
-    puller = planned("puller", cache=[Cache(key="k", paths=("d",), policy="pull")])
-
-    def append(root: Path) -> None:
-        with (root / "d" / "lock").open("a") as handle:  # in place, through the hard link
-            handle.write(" changed by a job")
-
-    run = project.run(puller, append)
-    assert any("changed 1 restored file(s) of cache k in place" in line for line in run.log)
-    assert read_manifest(project.entry("k")) is None  # damaged: discarded, never restored
-    project.run(seed, writer({"d/lock": "v2", "d/data": "payload"}))
-    inodes: dict[str, int] = {}
-
-    def check(root: Path) -> None:
-        inodes.update({name: (root / "d" / name).stat().st_ino for name in ("lock", "data")})
-
-    project.run(puller, append, check=check)
-    stored = project.entry("k") / "data" / "d"
-    assert inodes["lock"] != (stored / "lock").stat().st_ino  # learned: restored as a copy
-    assert inodes["data"] == (stored / "data").stat().st_ino
-    assert (stored / "lock").read_text() == "v2"
-
-
-def test_rewriting_identical_content_keeps_the_entry(project: Project) -> None:
-    seed = planned("seed", cache=[Cache(key="k", paths=("d",))])
-    project.run(seed, writer({"d/script": "#!/bin/sh\n"}))
     before = read_manifest(project.entry("k"))
     puller = planned("puller", cache=[Cache(key="k", paths=("d",), policy="pull")])
 
-    def rewrite(root: Path) -> None:
-        time.sleep(0.01)
-        (root / "d" / "script").write_text("#!/bin/sh\n")  # truncate + same bytes
+    def append(root: Path) -> None:
+        with (root / "d" / "lock").open("a") as handle:  # in place
+            handle.write(" changed by a job")
 
-    project.run(puller, rewrite)
+    project.run(puller, append)
     assert read_manifest(project.entry("k")) == before
-    assert "d/script" in CacheStore(project.store).learned()
+    assert (project.entry("k") / "data" / "d" / "lock").read_text() == "v1"
+    seen: list[str] = []
+    project.run(puller, check=lambda root: seen.append((root / "d" / "lock").read_text()))
+    assert seen == ["v1"]
+
+
+def test_saving_copies_so_the_entry_shares_no_inode_with_the_workspace(
+    project: Project,
+) -> None:
+    inodes: dict[str, int] = {}
+
+    def write_and_note(root: Path) -> None:
+        (root / "d").mkdir()
+        (root / "d" / "f").write_text("x")
+        inodes["f"] = (root / "d" / "f").stat().st_ino
+
+    project.run(planned("seed", cache=[Cache(key="k", paths=("d",))]), write_and_note)
+    stored = project.entry("k") / "data" / "d" / "f"
+    assert stored.stat().st_ino != inodes["f"] and stored.stat().st_nlink == 1
 
 
 def test_artifacts_overwrite_cache_files_at_the_same_path(project: Project) -> None:

@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -64,8 +65,11 @@ side:
     - (exec -a "$FAULT_MARKER-sleep" sleep 0.$((RANDOM % 5)))
 """
 
-# Output lines after which a kill lands in a given phase of the run.
+# Output lines after which a kill lands in a given phase of the run; START_UP is the moment
+# localci's own code starts (imports, planning, right before "Pipeline #N").
+START_UP = "<start-up>"
 PHASES = (
+    START_UP,
     "Pipeline #",  # state, snapshot, workspaces being prepared
     "Preparing workspace",
     "Using Python",  # virtualenv created
@@ -185,6 +189,26 @@ class RunningCI:
             return "\n".join(self.lines)
 
 
+def catches_sigterm(pid: int) -> bool:
+    """Whether the process has a SIGTERM handler: localci.entry installs one as its first act,
+    so from then on every moment is localci's (before, Python itself is starting up)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = re.search(r"^SigCgt:\s*([0-9a-f]+)", status, re.MULTILINE)
+    return bool(caught and int(caught.group(1), 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def wait_until_localci_runs(proc: subprocess.Popen[str], timeout: float = 30) -> bool:
+    end = time.monotonic() + timeout
+    while not catches_sigterm(proc.pid):
+        if proc.poll() is not None or time.monotonic() > end:
+            return False
+        time.sleep(0.002)
+    return True
+
+
 def run_to_end(repo: Path, marker: str, *args: str) -> tuple[int, str]:
     running = RunningCI.start(repo, marker, *args)
     code = running.finish()
@@ -251,8 +275,12 @@ def _one_kill(repo: Path, rng: random.Random, findings: Findings, iteration: int
     phase = rng.choice(PHASES)
     signum = rng.choice((signal.SIGINT, signal.SIGTERM))
     running = RunningCI.start(repo, marker)
-    reached = running.wait_for(phase)
-    time.sleep(rng.uniform(0, 0.15))
+    if phase == START_UP:
+        reached = wait_until_localci_runs(running.proc)
+        time.sleep(rng.uniform(0, 0.4))
+    else:
+        reached = running.wait_for(phase)
+        time.sleep(rng.uniform(0, 0.15))
     running.proc.send_signal(signum)
     code = running.finish()
     findings.kills += 1
@@ -265,7 +293,8 @@ def _one_kill(repo: Path, rng: random.Random, findings: Findings, iteration: int
     corrupt = [line for line in running.lines if re.search(r"\] CORRUPT-\w+$", line)]
     if corrupt:
         findings.corrupt_caches.append(f"{where}: {corrupt}")
-    if code not in (0, 1, 130) or "Traceback" in running.output:
+    expected = (130,) if phase == START_UP else (0, 1, 130)
+    if code not in expected or "Traceback" in running.output:
         findings.bad_exits.append(f"{where}: exit {code}\n{running.output[-3000:]}")
     for pipeline_id, record in records(repo).items():
         if pipeline_id not in before:
@@ -329,7 +358,45 @@ def test_interrupt_outside_the_jobs_records_canceled(tmp_path: Path, signum: int
     assert (code, statuses) == (130, ["canceled"]), running.output
 
 
+STARTUP_SIGNALS = 12
+
+
+@pytest.mark.timeout(180)
+def test_every_signal_in_the_start_up_window_exits_130_cleanly(repo: Path) -> None:
+    """Ctrl-C or SIGTERM while localci imports, plans, or is about to print "Pipeline #N": exit
+    130, no traceback, nothing left running, no record left saying running."""
+    rng = random.Random(int(os.environ.get("LOCALCI_FAULT_SEED", str(random.randrange(1 << 30)))))
+    marker = f"localci-fault-{uuid.uuid4().hex}"
+    outcomes = []
+    for _ in range(STARTUP_SIGNALS):
+        signum = rng.choice((signal.SIGINT, signal.SIGTERM))
+        delay = rng.uniform(0, 0.4)
+        running = RunningCI.start(repo, marker)
+        assert wait_until_localci_runs(running.proc)
+        time.sleep(delay)
+        running.proc.send_signal(signum)
+        code = running.finish()
+        outcomes.append((signal.Signals(signum).name, round(delay, 3), code))
+        assert code == 130 and "Traceback" not in running.output, (outcomes, running.output)
+        assert "interrupted" in running.output
+    assert wait_for_no_processes(marker) == []
+    assert [r["status"] for r in records(repo).values()].count("running") == 0
+
+
 # ---- SIGKILL -------------------------------------------------------------------------------------
+
+
+def test_the_next_run_removes_job_scripts_a_sigkilled_run_left(repo: Path) -> None:
+    marker = f"localci-fault-{uuid.uuid4().hex}"
+    running = RunningCI.start(repo, marker)
+    assert running.wait_for("$ mkdir -p data")
+    running.proc.send_signal(signal.SIGKILL)
+    running.finish()
+    kill_all(marked_processes(marker))
+    left = list(Path(tempfile.gettempdir()).glob(f"localci-job-{running.proc.pid}-*.sh"))
+    assert left, "the killed run's job script should still be there"
+    assert run_to_end(repo, marker)[0] == 0
+    assert [p for p in left if p.exists()] == []
 
 
 @pytest.mark.timeout(300)

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from localci.config.model import Cache
+from localci.execute.artifacts import read_manifest, verify_tree
 from localci.execute.git_isolation import (
     KNOWN_LOCAL_ENV_VARS,
     local_env_vars,
     without_user_repository,
 )
+from localci.execute.store import project_builds_root
+from localci.execute.transfer import TransferHooks
 from tests.helpers import git, make_repo, run_cli, run_localci
+from tests.test_cache import Project, planned
 
 MISTAGGED = [
     ("timeout: !!int soon", "'soon' cannot be read as !!int", 3),
@@ -103,3 +112,210 @@ def test_git_variables_of_a_hook_never_reach_the_users_repository(tmp_path: Path
     assert (git(user, "rev-parse", "HEAD"), git(user, "status", "--porcelain")) == before
     assert git(user, "branch", "--list", "job-branch") == ""
     assert git(user, "symbolic-ref", "HEAD") == "refs/heads/main"
+
+
+# ---- item 1: concurrent jobs never share a restored cache file --------------------------------
+
+SHARED_CACHE_PIPELINE = """\
+    stages: [seed, use]
+    seed:
+      stage: seed
+      script: [mkdir -p c, echo original > c/f]
+      cache: {key: shared, paths: [c]}
+    writer:
+      stage: use
+      cache: {key: shared, paths: [c], policy: pull}
+      script:
+        - echo CHANGED > c/f
+        - touch "$SYNC/written"
+    reader:
+      stage: use
+      cache: {key: shared, paths: [c], policy: pull}
+      script:
+        - for i in $(seq 200); do [ -e "$SYNC/written" ] && break; sleep 0.05; done
+        - test -e "$SYNC/written"
+        - echo "reader sees $(cat c/f)"
+"""
+
+
+def _entry_file(repo: Path, key: str, rel: str) -> Path:
+    return repo / ".localci" / "cache" / key / "data" / rel
+
+
+def test_two_jobs_on_one_cache_key_at_j2_never_share_a_write(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "p", {".gitlab-ci.yml": SHARED_CACHE_PIPELINE})
+    sync = tmp_path / "sync"
+    sync.mkdir()
+    result = run_cli(repo, "run", "-j", "2", "--var", f"SYNC={sync}")
+    assert result.exit_code == 0, result.output
+    assert "reader sees original" in result.output
+    assert "reader sees CHANGED" not in result.output
+    assert _entry_file(repo, "shared", "c/f").read_text() == "original\n"
+
+
+TWO_RUNS_PIPELINE = """\
+    job:
+      cache: {key: shared, paths: [c]}
+      script:
+        - test -e c/f || { mkdir -p c; echo original > c/f; }
+        - echo "$NAME restored $(cat c/f | tr '\\n' ' ')"
+        - touch "$SYNC/$NAME-restored"
+        - for i in $(seq 200); do [ -e "$SYNC/$OTHER-restored" ] && break; sleep 0.05; done
+        - echo "$NAME" >> c/f
+        - touch "$SYNC/$NAME-wrote"
+        - for i in $(seq 200); do [ -e "$SYNC/$OTHER-wrote" ] && break; sleep 0.05; done
+        - echo "$NAME finally sees $(cat c/f | tr '\\n' ' ')"
+"""
+
+
+def test_two_pipelines_in_one_repository_never_share_a_write(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "p", {".gitlab-ci.yml": TWO_RUNS_PIPELINE})
+    sync = tmp_path / "sync"
+    sync.mkdir()
+    (sync / "A-restored").touch()  # the seeding run waits for nobody
+    (sync / "A-wrote").touch()
+    seeded = run_localci(
+        repo, "run", "--var", "NAME=seed", "--var", "OTHER=A", "--var", f"SYNC={sync}"
+    )
+    assert seeded.exit_code == 0, seeded.output
+    for stale in sync.iterdir():
+        stale.unlink()
+    runs = [
+        _start_localci(
+            repo, "--var", f"NAME={me}", "--var", f"OTHER={other}", "--var", f"SYNC={sync}"
+        )
+        for me, other in (("A", "B"), ("B", "A"))
+    ]
+    outputs = [_finish(proc) for proc in runs]
+    for name, (code, output) in zip("AB", outputs, strict=True):
+        assert code == 0, output
+        assert f"{name} restored original seed" in output
+        assert f"{name} finally sees original seed {name} " in output
+    entry = _entry_file(repo, "shared", "c/f").read_text()
+    assert entry in ("original\nseed\nA\n", "original\nseed\nB\n")
+    listed = run_cli(repo, "cache", "list")
+    assert "shared" in listed.output
+
+
+def _start_localci(repo: Path, *args: str) -> subprocess.Popen[str]:
+    exe = Path(sys.executable).with_name("localci")
+    return subprocess.Popen(
+        [str(exe), "run", *args],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    output, _ = proc.communicate(timeout=120)
+    return proc.returncode, output
+
+
+TRIALS = 20
+
+
+def _restore_write_read(project: Project, hooks: tuple[TransferHooks, TransferHooks]) -> str:
+    """Job 0 restores and rewrites c/f in place while job 1 (another slot) restores and reads
+    it; both have restored before either acts. What job 1 read."""
+    job = planned("user", cache=[Cache(key="k", paths=("c",), policy="pull")])
+    both_restored, written = threading.Barrier(2, timeout=30), threading.Event()
+    seen: list[str] = []
+
+    def writer(root: Path) -> None:
+        both_restored.wait()
+        with (root / "c" / "f").open("r+") as handle:  # in place, same inode
+            handle.write("CHANGED!")
+        written.set()
+
+    def reader(root: Path) -> None:
+        both_restored.wait()
+        assert written.wait(30)
+        seen.append((root / "c" / "f").read_text())
+
+    def run(slot: int, action: Callable[[Path], None]) -> None:
+        project.hooks = hooks[slot]
+        project.run(job, action, slot=slot)
+
+    threads = [threading.Thread(target=run, args=args) for args in ((0, writer), (1, reader))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return seen[0] if seen else "<reader did not finish>"
+
+
+@pytest.mark.parametrize("pipelines", ["one pipeline at -j 2", "two pipelines"])
+def test_restored_cache_files_are_private_in_every_trial(tmp_path: Path, pipelines: str) -> None:
+    project = Project.make(tmp_path)
+    project.run(planned("seed", cache=[Cache(key="k", paths=("c",))]), _seed_cache)
+    entry = project.entry("k")
+    sealed = read_manifest(entry)
+    for trial in range(TRIALS):
+        first = project.hooks
+        if pipelines == "two pipelines":
+            project.new_pipeline()
+        seen = _restore_write_read(project, (first, project.hooks))
+        assert seen == "original\n", f"trial {trial}: the reader saw {seen!r}"
+        assert read_manifest(entry) == sealed and verify_tree(entry, sealed) is None  # type: ignore[arg-type]
+        assert (entry / "data" / "c" / "f").read_text() == "original\n"
+
+
+def _seed_cache(root: Path) -> None:
+    (root / "c").mkdir()
+    (root / "c" / "f").write_text("original\n")
+
+
+# ---- item 3: build directories live outside the user's tree ---------------------------------
+
+ESCAPE_PIPELINE = """\
+    job:
+      script:
+        - echo "builds at $CI_BUILDS_DIR"
+        - touch "$CI_PROJECT_DIR/../../../../escaped-by-path" || true
+        - touch up/escaped-by-symlink || true
+        - rm -rf .git ../.git ../../.git ../../../.git
+        - git stash -u || true
+        - git checkout -- . || true
+        - git clean -ffdx || true
+        - if git rev-parse --git-dir 2>/dev/null; then echo "FOUND-$((40 + 2))"; fi
+"""
+
+
+def _tree_digest(root: Path) -> dict[str, bytes]:
+    """Every path below `root` with its bytes (or link target), `.localci` left out."""
+    found: dict[str, bytes] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if ".localci" in rel.parts:
+            continue
+        if path.is_symlink():
+            found[str(rel)] = str(path.readlink()).encode()
+        elif path.is_file():
+            found[str(rel)] = path.read_bytes()
+        else:
+            found[str(rel)] = b"<dir>"
+    return found
+
+
+def test_a_job_cannot_reach_the_users_tree_by_path_symlink_or_git(tmp_path: Path) -> None:
+    user = make_repo(tmp_path / "deep" / "er" / "user", {".gitlab-ci.yml": ESCAPE_PIPELINE})
+    (user / "up").symlink_to("../../../..")
+    git(user, "add", "up")
+    git(user, "commit", "-qm", "a committed symlink up the tree")
+    (user / "uncommitted.txt").write_text("the user's work\n")
+    (user / ".gitlab-ci.yml").write_text(
+        (user / ".gitlab-ci.yml").read_text() + "# an uncommitted edit\n"
+    )
+    before = _tree_digest(tmp_path)
+    result = run_localci(user, "run")
+    assert result.exit_code == 0, result.output
+    assert "FOUND-42" not in result.output
+    builds = project_builds_root(user)
+    assert f"builds at {builds}/0" in result.output
+    assert user.resolve() not in builds.parents
+    assert _tree_digest(tmp_path) == before
+    assert not list(tmp_path.rglob("escaped-by-*"))
+    assert (user / "uncommitted.txt").read_text() == "the user's work\n"
+    assert not (user / ".localci" / "builds").exists()

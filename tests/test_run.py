@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from localci.execute.store import project_builds_root
 from tests.helpers import git, make_repo, run_cli, write_files
 
 pytestmark = pytest.mark.slow
@@ -119,7 +120,7 @@ def test_each_job_gets_its_own_virtualenv(tmp_path: Path) -> None:
     )
     code, data, _ = report(repo)
     assert code == 0, log_of(data, "install")
-    assert "prefix " + str(repo / ".localci") in log_of(data, "check")
+    assert "prefix " + str(project_builds_root(repo)) in log_of(data, "check")
     with pytest.raises(ImportError):
         __import__("localci_demo_pkg")
 

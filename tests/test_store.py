@@ -36,7 +36,7 @@ def test_ensure_creates_layout_ignored_by_git(tmp_path: Path) -> None:
         .read_text()
         .startswith("Signature: 8a477f597d28d172789f06886806bc55")
     )
-    for sub in ("locks", "pipelines", "builds", "snapshots", "objects"):
+    for sub in ("locks", "pipelines", "snapshots", "objects", "slots"):
         assert (store.root / sub).is_dir()
     status = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=all"],

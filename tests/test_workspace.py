@@ -14,7 +14,7 @@ import pytest
 
 from localci.errors import GitError, StateError
 from localci.execute import workspace as ws_mod
-from localci.execute.store import TMP_SUFFIX, Store
+from localci.execute.store import TMP_SUFFIX, Store, project_builds_root
 from localci.execute.workspace import (
     Snapshot,
     Workspace,
@@ -142,7 +142,8 @@ def test_workspace_content_links_and_modes(repo: Path) -> None:
     with WorkspacePool(Store(repo), "proj").acquire() as ws:
         prepare(ws, snap)
         root = ws.project_dir
-        assert root == Store(repo).root / "builds" / "0" / "proj"
+        assert root == project_builds_root(repo) / "0" / "proj"
+        assert repo.resolve() not in root.parents
         assert (root / "edited.txt").read_text() == "uncommitted edit\n"
         assert (root / "new.txt").read_text() == "untracked\n"
         assert (root / "dir with space" / "ü.txt").read_text() == "unicode\n"

@@ -4,6 +4,8 @@ gitlab-runner's archiver does, storing a selection as a manifest-sealed tree, re
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -11,6 +13,7 @@ import re
 import stat
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -212,11 +215,13 @@ def _untracked(root: Path) -> tuple[list[str], list[str]]:
 # ---------------------------------------------------------------------------------- stored trees
 #
 # A stored tree is <dir>/data/... plus <dir>/manifest.json, written last: a directory without a
-# readable manifest is never used. Files enter a tree as hard links of the finished job's files
-# (nothing is copied); the manifest records each file's inode, size, mtime and mode, so a file
-# changed in place after saving is detected (verify_tree) instead of being handed on. Artifacts
-# reach later jobs as copies, so no job can change them for another; caches link (see cache.py).
-# Small text files containing the saving workspace's path are rewritten for the restoring one.
+# readable manifest is never used. Files enter a tree as private copies of the finished job's
+# files and leave it as private copies (reflinks where the file system shares blocks, see
+# clone_file): a stored file never shares an inode with a workspace or with anything outside,
+# so no job can change what another job or a later run receives. The manifest records each
+# file's inode, size, mtime and mode, so a file changed after saving is detected (verify_tree)
+# instead of being handed on. Small text files containing the saving workspace's path are
+# rewritten for the restoring one.
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,9 +340,8 @@ def write_tree(
     *,
     marker: bytes,
     known: Mapping[str, TreeEntry],
-    may_link: Callable[[os.stat_result], bool],
 ) -> list[TreeEntry]:
-    """Store `paths` of `src_root` below `data_dir` (hard links where `may_link`, else copies).
+    """Store copies of `paths` of `src_root` below `data_dir`.
 
     `known` holds entries of an earlier tree of the same paths: a file with the same inode,
     size and mtime keeps its digest and relocation flag without being read again.
@@ -363,7 +367,9 @@ def write_tree(
             Path(dst).symlink_to(target)
             entries.append(TreeEntry(rel, LINK, 0o777, target=target))
         elif stat.S_ISREG(st.st_mode):
-            entries.append(_store_file(rel, src, dst, st, marker, known.get(rel), may_link(st)))
+            stored = _store_file(rel, src, dst, st, marker, known.get(rel))
+            if stored is not None:
+                entries.append(stored)
     return entries
 
 
@@ -392,11 +398,11 @@ def _store_file(
     st: os.stat_result,
     marker: bytes,
     old: TreeEntry | None,
-    link: bool,
-) -> TreeEntry:
-    stored = st
-    if not (link and _try_link(src, dst)):
-        stored = _copy_file(src, dst, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+) -> TreeEntry | None:
+    """None when `src` stopped being a regular file (a job's leftover process swapped it)."""
+    stored = _copy_file(src, dst, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+    if stored is None:
+        return None
     if (
         old is not None
         and old.kind == FILE
@@ -419,34 +425,55 @@ def _store_file(
     )
 
 
-def _try_link(src: str, dst: str) -> bool:
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_NEW_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _copy_file(src: str, dst: str, mode: int, mtime_ns: int) -> os.stat_result | None:
+    """A private copy of regular file `src` at new path `dst`; None if `src` is not one.
+
+    O_NOFOLLOW and O_NONBLOCK: a symlink or fifo swapped in for the file is never followed
+    or waited on."""
     try:
-        os.link(src, dst, follow_symlinks=False)
-    except OSError:
-        return False  # another filesystem, too many links, or not allowed: copy instead
-    return True
-
-
-def _copy_file(src: str, dst: str, mode: int, mtime_ns: int) -> os.stat_result:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    with open(src, "rb") as source:  # noqa: PTH123 - the fd is handed to copy_file_range
-        out = os.open(dst, flags, 0o600)
+        source = os.open(src, _READ_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):
+            return None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(source).st_mode):
+            return None
+        out = os.open(dst, _NEW_FLAGS, 0o600)
         try:
-            _copy_fd(source.fileno(), out)
+            clone_file(source, out)
             os.fchmod(out, mode)
             os.utime(out, ns=(mtime_ns, mtime_ns))
             return os.fstat(out)
         finally:
             os.close(out)
+    finally:
+        os.close(source)
 
 
-def _copy_fd(src: int, out: int) -> None:
+_FICLONE = 0x40049409  # linux/fs.h _IOW(0x94, 9, int)
+
+
+def clone_file(src: int, out: int) -> None:
+    """Copy `src` into the empty `out`: a reflink where the file system has them (btrfs, XFS,
+    bcachefs: instant, blocks shared copy-on-write, so still private), else copy_file_range
+    (in-kernel), else reads and writes."""
+    # A refused ioctl costs about a microsecond; trying per file keeps mixed mounts right.
+    with contextlib.suppress(OSError):
+        fcntl.ioctl(out, _FICLONE, src)
+        return
     try:
         while os.copy_file_range(src, out, _CHUNK):
             pass
     except OSError:  # no copy_file_range here: plain reads from where it stopped
         while chunk := os.read(src, _CHUNK):
-            os.write(out, chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(out, view) :]
 
 
 def _scan(path: str, marker: bytes) -> tuple[str, bool]:
@@ -467,7 +494,7 @@ def verify_tree(tree_dir: Path, manifest: Manifest) -> str | None:
     """The first path whose stored content no longer is what the manifest says, else None.
 
     A file whose stat changed still passes when its content and mode are unchanged (a tool
-    that rewrote a hard-linked file with the same bytes).
+    that rewrote a stored file with the same bytes).
     """
     data = f"{tree_dir}/{DATA}"
     for entry in manifest.entries:
@@ -500,40 +527,6 @@ def _file_matches(path: str, st: os.stat_result, entry: TreeEntry) -> bool:
     return same_shape and bool(entry.digest) and _digest(path) == entry.digest
 
 
-def changed_in_place(root: Path, manifest: Manifest, linked: Mapping[str, int]) -> list[str]:
-    """Files restored as hard links (`linked`: path -> inode) that a job changed in place."""
-    by_path = {e.path: e for e in manifest.entries if e.path in linked}
-    changed = []
-    for path, ino in linked.items():
-        try:
-            st = os.lstat(f"{root}/{path}")
-        except OSError:
-            continue
-        entry = by_path[path]
-        if st.st_ino == ino and (st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)) != (
-            entry.size,
-            entry.mtime_ns,
-            entry.mode,
-        ):
-            changed.append(path)
-    return changed
-
-
-def same_content(root: Path, manifest: Manifest, paths: Sequence[str]) -> bool:
-    """True when every file in `paths` still has its recorded content and mode."""
-    by_path = {e.path: e for e in manifest.entries}
-    for path in paths:
-        entry = by_path[path]
-        full = f"{root}/{path}"
-        try:
-            st = os.lstat(full)
-        except OSError:
-            return False
-        if not _file_matches(full, st, entry):
-            return False
-    return True
-
-
 @dataclass(frozen=True)
 class Relocator:
     """Rewrites the saving workspace's paths into the restoring workspace's."""
@@ -564,9 +557,8 @@ def relocator(manifest: Manifest, project_dir: Path, builds_dir: Path | None) ->
 
 @dataclass(frozen=True, slots=True)
 class Restored:
-    """What restore_tree did: files restored as hard links (path -> inode) and counts."""
+    """What restore_tree did: how many files it wrote, how many of them relocated."""
 
-    linked: Mapping[str, int]
     files: int
     relocated: int
 
@@ -576,43 +568,46 @@ def restore_tree(
     manifest: Manifest,
     dest: Path,
     *,
-    link: bool,
     relocate: Relocator | None = None,
-    copy_paths: frozenset[str] = frozenset(),
 ) -> Restored:
-    """Put a stored tree into `dest`, replacing what is there; never writes through a symlink.
-
-    Files are hard-linked when `link`, else copied; `copy_paths` and files that contain the
-    saving workspace's path (tools rewrite those in place, e.g. `python -m venv`) are always
-    written fresh, relocated when `relocate` is given.
-    """
+    """Put private copies of a stored tree into `dest`, replacing what is there; never writes
+    through a symlink. Files that contain the saving workspace's path are relocated when
+    `relocate` is given."""
     data = f"{tree_dir}/{DATA}"
     dest.mkdir(parents=True, exist_ok=True)
     _restore_dirs(dest, manifest.entries)
-    linked: dict[str, int] = {}
-    files = relocated = 0
+    files = [e for e in manifest.entries if e.kind == FILE]
+    moved = [e for e in files if e.reloc and relocate is not None]
+    for entry in moved:
+        assert relocate is not None
+        _write_relocated(f"{data}/{entry.path}", f"{dest}/{entry.path}", entry, relocate)
+    plain = [e for e in files if not (e.reloc and relocate is not None)]
+    _in_threads(lambda e: _restore_copy(f"{data}/{e.path}", f"{dest}/{e.path}", e), plain)
     for entry in manifest.entries:
-        src, dst = f"{data}/{entry.path}", f"{dest}/{entry.path}"
-        if entry.kind == FILE:
-            files += 1
-            if entry.reloc and relocate is not None:
-                _write_relocated(src, dst, entry, relocate)
-                relocated += 1
-            elif (
-                link
-                and not entry.reloc
-                and entry.path not in copy_paths
-                and _link_replacing(src, dst)
-            ):
-                linked[entry.path] = entry.ino
-            else:
-                _replace(dst)
-                _copy_file(src, dst, entry.mode, entry.mtime_ns)
-        elif entry.kind == LINK:
+        if entry.kind == LINK:
+            dst = f"{dest}/{entry.path}"
             _replace(dst)
             Path(dst).symlink_to(relocate.target(entry.target) if relocate else entry.target)
     _apply_dir_modes(dest, manifest.entries)
-    return Restored(linked, files, relocated)
+    return Restored(len(files), len(moved))
+
+
+def _restore_copy(src: str, dst: str, entry: TreeEntry) -> None:
+    _replace(dst)
+    if _copy_file(src, dst, entry.mode, entry.mtime_ns) is None:
+        raise OSError(errno.EIO, "a stored file is no longer a regular file", src)
+
+
+def _in_threads(fn: Callable[[TreeEntry], object], items: Sequence[TreeEntry]) -> None:
+    # Creating files dominates (~150 us each on a VM's ext4); the syscalls overlap in threads.
+    if len(items) < 64:
+        for item in items:
+            fn(item)
+        return
+    batches = [items[i : i + 64] for i in range(0, len(items), 64)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in pool.map(lambda batch: [fn(item) for item in batch], batches):
+            pass  # iterating re-raises the first error of a batch
 
 
 def _restore_dirs(dest: Path, entries: Sequence[TreeEntry]) -> None:
@@ -648,17 +643,6 @@ def _apply_dir_modes(dest: Path, entries: Sequence[TreeEntry]) -> None:
         with contextlib.suppress(OSError):
             if stat.S_IMODE(os.lstat(path).st_mode) != entry.mode:
                 Path(path).chmod(entry.mode)
-
-
-def _link_replacing(src: str, dst: str) -> bool:
-    try:
-        os.link(src, dst, follow_symlinks=False)
-    except FileExistsError:
-        _replace(dst)
-        return _try_link(src, dst)
-    except OSError:
-        return False
-    return True
 
 
 def _write_relocated(src: str, dst: str, entry: TreeEntry, relocate: Relocator) -> None:
@@ -845,15 +829,8 @@ def _build_record(tmp: Path, upload: ArtifactUpload) -> Manifest:
     marker = reloc_marker(upload.project_dir, upload.builds_dir)
     entries: list[TreeEntry] = []
     if upload.archive is not None:
-        # A file shared with a cache entry is copied: a job restoring that cache by hard link
-        # could change it in place, and artifacts must stay as the job left them.
         entries = write_tree(
-            upload.project_dir,
-            upload.archive,
-            tmp / DATA,
-            marker=marker,
-            known={},
-            may_link=lambda st: st.st_nlink == 1,
+            upload.project_dir, upload.archive, tmp / DATA, marker=marker, known={}
         )
     for kind, paths in upload.reports.items():
         for rel in paths:
@@ -969,7 +946,7 @@ def copy_artifacts(store: Store, pipeline_id: int | None, job: str, dest: Path) 
         with reading(store, record.pipeline_id):
             if verify_tree(record.path, record.manifest) is not None:
                 raise StateError(f"the stored artifacts of {job!r} were changed after saving")
-            restore_tree(record.path, record.manifest, dest, link=False)
+            restore_tree(record.path, record.manifest, dest)
     except OSError as exc:
         raise state_error(Path(exc.filename or dest), exc, "copy artifacts to") from exc
     return [dest / e.path for e in record.manifest.entries if e.kind != DIR]

@@ -1,31 +1,23 @@
 """Caches (docs/SEMANTICS.md §13): keys as GitLab and gitlab-runner compute them, and one entry
-per key in .localci/cache/<key>/, saved atomically under a per-key lock and restored by hard links.
+per key in .localci/cache/<key>/, saved atomically under a per-key lock.
 
-Why hard links (bench/cache_bench.py, 200 MB in 10,000 files, ext4 without reflink, medians of
-5): `cp -a` 2.1-3.2 s, restore by copy_file_range copies 0.16-0.45x of that, restore by hard
-links 0.06-0.07x. Saving links the finished job's files into a new entry (0.1-0.3x), so nothing
-is copied either way. The risk of links is a job changing a restored file in place, which would
-change the entry too. It is contained:
-  * the entry's manifest holds each file's inode, size, mtime, mode (and a digest of small
-    files); a restore first verifies the entry and treats a changed one as missing;
-  * after the job, files it changed in place are found (same inode, new stat); the entry is
-    discarded unless only the timestamps moved, and their paths are remembered in
-    .localci/cache/.inplace.json so later restores copy them instead (e.g. the activate
-    scripts `python -m venv` rewrites, lock files of build tools);
-  * files that contain the saving workspace's path are always written fresh (relocated).
-What remains: two jobs running at once from one entry, where one rewrites a file in place the
-first time, can see each other's change; and a rewrite that restores the old size and mtime
-(`cp -p` over a cached file) goes unnoticed. Caches are best effort in GitLab too.
+Every job gets a private copy of the entry, as on GitLab where each job extracts its own: two
+jobs restoring one key at once (`-j 2`, or two runs of one project) never see each other's
+writes, and no job can change the entry. Saving copies too, so an entry never shares an inode
+with a workspace. Copies are reflinks where the file system shares blocks (btrfs, XFS), else
+copy_file_range, spread over a few threads (bench/cache_bench.py, 200 MB in 10,000 files on
+ext4 without reflink: restore about 0.4x of `cp -a`, see bench/README.md). Hard links were
+faster (0.07x) but let a job's in-place write reach another job running from the same entry.
+Files that contain the saving workspace's path are written relocated for the restoring one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import stat
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,13 +42,11 @@ from localci.execute.artifacts import (
     verify_tree,
     write_tree,
 )
-from localci.execute.store import LockBusy, Store, atomic_write_json, remove_tree, state_error
+from localci.execute.store import LockBusy, Store, remove_tree, state_error
 from localci.plan.variables import expand_runner
 
 POLICIES = ("pull", "push", "pull-push")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.,+=@-]{0,127}")
-_INPLACE = ".inplace.json"
-_INPLACE_LIMIT = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +200,6 @@ class CacheStore:
         dest: Path,
         *,
         relocate_to: tuple[Path, Path | None],
-        link: bool = True,
     ) -> CacheRestore:
         """Restore `key` into `dest` if a complete, unchanged entry exists.
 
@@ -220,7 +209,7 @@ class CacheStore:
         entry = self.entry_dir(key)
         try:
             with self.store.lock(self.lock_name(key), shared=True):
-                outcome = self._restore_locked(key, entry, dest, relocate_to, link)
+                outcome = self._restore_locked(key, entry, dest, relocate_to)
         except OSError as exc:
             raise state_error(Path(exc.filename or entry), exc, "restore cache from") from exc
         # Removal needs the lock exclusively, so only after the shared hold ended.
@@ -236,7 +225,6 @@ class CacheStore:
         entry: Path,
         dest: Path,
         relocate_to: tuple[Path, Path | None],
-        link: bool,
     ) -> CacheRestore:
         manifest = read_manifest(entry)
         if manifest is None:
@@ -246,14 +234,7 @@ class CacheStore:
         bad = verify_tree(entry, manifest)
         if bad is not None:
             return CacheRestore(key, "damaged", manifest, detail=bad)
-        restored = restore_tree(
-            entry,
-            manifest,
-            dest,
-            link=link,
-            relocate=relocator(manifest, *relocate_to),
-            copy_paths=self.learned(),
-        )
+        restored = restore_tree(entry, manifest, dest, relocate=relocator(manifest, *relocate_to))
         return CacheRestore(key, "restored", manifest, restored)
 
     def save(
@@ -296,7 +277,6 @@ class CacheStore:
             tmp / DATA,
             marker=reloc_marker(src_root, builds_dir),
             known=known,
-            may_link=lambda st: True,
         )
         manifest = Manifest(
             new_id(),
@@ -343,25 +323,6 @@ class CacheStore:
         except (LockBusy, OSError):
             return
         remove_tree(old)
-
-    # ----------------------------------------------------------------- in-place writers
-
-    def learned(self) -> frozenset[str]:
-        """Paths jobs were seen changing in place: restored as copies, never as links."""
-        try:
-            raw = json.loads((self.root / _INPLACE).read_text(encoding="utf-8"))
-            return frozenset(str(p) for p in raw.get("paths", []))
-        except (OSError, ValueError, AttributeError, TypeError):
-            return frozenset()
-
-    def learn(self, paths: Iterable[str]) -> None:
-        new = set(paths)
-        if not new:
-            return
-        with self.store.lock("cache-inplace"):
-            merged = sorted(self.learned() | new)[:_INPLACE_LIMIT]
-            self.root.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(self.root / _INPLACE, {"paths": merged})
 
     # ----------------------------------------------------------------- listing and clearing
 

@@ -11,12 +11,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
+from localci import interrupts
 from localci.config.includes import IncludeOptions
 from localci.events import Event, JobFinished, Notice, PipelineFinished, PipelineStarted
 from localci.execute.environment import host_base
 from localci.execute.job import JobHooks, JobRunner, RunContext
+from localci.execute.process import remove_orphaned_scripts
 from localci.execute.results import (
     JobResult,
     RunResult,
@@ -72,6 +75,7 @@ def run_pipeline(
     store = Store(plan.context.project_dir)
     store.ensure()
     remove_stale(store)
+    remove_orphaned_scripts()
     mark_abandoned(store)
     pipeline_id = store.next_pipeline_id()
     record = store.pipeline_dir(pipeline_id)
@@ -100,6 +104,7 @@ def run_pipeline(
                     results,
                     containers,
                 )
+            interrupts.raise_if_requested()  # its KeyboardInterrupt may have been swallowed
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -316,16 +321,17 @@ def _interrupts() -> Iterator[Callable[[], None]]:
         return
     armed = [True]
 
-    def handler(signum: int, frame: object) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         if armed[0]:
             armed[0] = False
-            raise KeyboardInterrupt
+            interrupts.note_and_raise(signum, frame)
 
     def disarm() -> None:
         armed[0] = False
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        interrupts.raise_if_requested()  # one that came while the handlers were being changed
         yield disarm
     finally:
         for sig, old in previous.items():

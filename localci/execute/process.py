@@ -97,10 +97,14 @@ def _pump(child: _Child, deadline: float | None, cancel: threading.Event | None)
     return None
 
 
+_SCRIPT_PREFIX = "localci-job-"
+
+
 @contextlib.contextmanager
 def _script_file(script: str) -> Iterator[Path]:
     # A file, not `bash -c`: one argument is capped at 128 KiB and stdin must stay /dev/null.
-    fd, name = tempfile.mkstemp(prefix="localci-", suffix=".sh")
+    # The pid in the name lets remove_orphaned_scripts spot the files of a SIGKILLed localci.
+    fd, name = tempfile.mkstemp(prefix=f"{_SCRIPT_PREFIX}{os.getpid()}-", suffix=".sh")
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -108,6 +112,37 @@ def _script_file(script: str) -> Iterator[Path]:
         yield path
     finally:
         path.unlink(missing_ok=True)
+
+
+def remove_orphaned_scripts() -> int:
+    """Delete job script files whose localci process is gone (a SIGKILL skips the cleanup of
+    the `finally` above); returns how many went. Only this user's files are considered."""
+    removed = 0
+    uid = os.getuid()
+    try:
+        candidates = list(Path(tempfile.gettempdir()).glob(f"{_SCRIPT_PREFIX}*-*.sh"))
+    except OSError:
+        return 0
+    for path in candidates:
+        pid = path.name.removeprefix(_SCRIPT_PREFIX).split("-", 1)[0]
+        try:
+            if not pid.isdigit() or _process_exists(int(pid)) or path.lstat().st_uid != uid:
+                continue
+            path.unlink()
+        except OSError:
+            continue
+        removed += 1
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _spawn(path: Path, cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from localci import interrupts
 from localci.execute.results import JobResult, Status, composite, composite_of, contribution, decide
 from localci.plan.model import PlannedJob
 
@@ -81,6 +82,7 @@ class Scheduler:
 
     def _loop(self, state: _State, pool: ThreadPoolExecutor) -> None:
         while True:
+            interrupts.raise_if_requested()
             if self.cancel.is_set():
                 state.stop_starting = True
             progressed = self._settle(state, pool)

@@ -13,7 +13,7 @@ from localci.files import (
     tree_fingerprint,
     user_cache_dir,
 )
-from localci.state import Store
+from localci.state import Store, project_builds_root
 
 __all__ = [
     "TMP_SUFFIX",
@@ -22,6 +22,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "project_builds_root",
     "remove_tree",
     "state_error",
     "temp_path_for",

@@ -18,7 +18,6 @@ from localci.execute.artifacts import (
     ArtifactUpload,
     Manifest,
     TransferError,
-    changed_in_place,
     check_patterns,
     copy_artifacts,
     expire_at,
@@ -29,7 +28,6 @@ from localci.execute.artifacts import (
     relocator,
     report_files,
     restore_tree,
-    same_content,
     save_artifacts,
     select_paths,
     verify_tree,
@@ -80,7 +78,6 @@ class _CacheRun:
 class _Restored:
     key: str
     manifest: Manifest
-    linked: Mapping[str, int]
 
 
 @dataclass
@@ -97,8 +94,8 @@ class TransferHooks(JobHooks):
     """Caches and artifacts of one pipeline run (`pipeline_id`) in `store`.
 
     The runner calls `before`/`after` with an optional `log` (the job log's line writer):
-    progress and warnings go there, `notes` get only what the user must know. Caches are
-    restored by hard links unless `link_caches` is False (copies: slower, no sharing at all).
+    progress and warnings go there, `notes` get only what the user must know. Every job
+    gets private copies of caches and artifacts (see localci.execute.cache).
     """
 
     def __init__(
@@ -107,12 +104,10 @@ class TransferHooks(JobHooks):
         pipeline_id: int,
         *,
         previous_pipelines: bool = True,
-        link_caches: bool = True,
     ) -> None:
         self.store = store
         self.pipeline_id = pipeline_id
         self.previous_pipelines = previous_pipelines
-        self.link_caches = link_caches
         self.caches = CacheStore(store)
         self._states: dict[tuple[str, int], _JobState] = {}
         self._lock = threading.Lock()
@@ -196,7 +191,6 @@ class TransferHooks(JobHooks):
                     key,
                     ws.project_dir,
                     relocate_to=(ws.project_dir, ws.builds_dir),
-                    link=self.link_caches,
                 )
             except StateError as exc:
                 say(f"WARNING: Failed to extract cache {key}: {exc}")
@@ -213,11 +207,11 @@ class TransferHooks(JobHooks):
             restored = result.restored
             say(
                 f"Successfully extracted cache {key} ({restored.files} files, "
-                f"{len(restored.linked)} linked, {restored.relocated} relocated)"
+                f"{restored.relocated} relocated)"
             )
             if position:
                 notes.append(f"cache {run.key!r} not found, fallback {key!r} restored")
-            return _Restored(key, result.manifest, restored.linked)
+            return _Restored(key, result.manifest)
         return None
 
     def _restore_artifacts(self, source: str, ws: Workspace, say: Log, notes: list[str]) -> None:
@@ -243,9 +237,7 @@ class TransferHooks(JobHooks):
                 bad = verify_tree(record.path, record.manifest)
                 if bad is None:
                     relocate = relocator(record.manifest, ws.project_dir, ws.builds_dir)
-                    restore_tree(
-                        record.path, record.manifest, ws.project_dir, link=False, relocate=relocate
-                    )
+                    restore_tree(record.path, record.manifest, ws.project_dir, relocate=relocate)
         except OSError as exc:
             raise state_error(Path(exc.filename or record.path), exc, "restore artifacts") from exc
         if bad is not None:
@@ -269,31 +261,10 @@ class TransferHooks(JobHooks):
             state = self._states.pop((job.name, ws.slot), None)
         if state is None:  # `before` failed or was not called: nothing was restored
             state = _JobState(self._cache_runs(job, ws.project_dir, env, say))
-        self._check_in_place(state, ws.project_dir, say)
         for index, run in enumerate(state.runs):
             self._save_cache(job, run, state.restored.get(index), ws, env, succeeded, say, notes)
         tests = self._collect_artifacts(job, ws, env, succeeded, say, notes)
         return {"tests": tests, "coverage": _coverage(job, log_text, notes)}
-
-    def _check_in_place(self, state: _JobState, root: Path, say: Log) -> None:
-        """Cached files the job changed through a hard link: drop a damaged entry, learn."""
-        learned: list[str] = []
-        for restored in state.restored.values():
-            changed = changed_in_place(root, restored.manifest, restored.linked)
-            if not changed:
-                continue
-            learned.extend(changed)
-            if same_content(root, restored.manifest, changed):
-                continue
-            if self.caches.invalidate(restored.key, restored.manifest.id):
-                say(
-                    f"WARNING: the job changed {len(changed)} restored file(s) of cache "
-                    f"{restored.key} in place (e.g. {changed[0]}); that entry was discarded"
-                )
-        try:
-            self.caches.learn(learned)
-        except StateError as exc:
-            say(f"WARNING: {exc}")
 
     def _save_cache(
         self,

@@ -28,6 +28,7 @@ from localci.execute.store import (
     LockBusy,
     Store,
     atomic_write_json,
+    project_builds_root,
     remove_tree,
     state_error,
     temp_path_for,
@@ -413,17 +414,20 @@ def load_snapshot(store: Store, pipeline_id: int) -> Snapshot:
 
 
 class WorkspacePool:
-    """Slots .localci/builds/<n>/<project>; each is flock-ed while a job uses it."""
+    """Slots <builds_root>/<n>/<project> (see store.project_builds_root); each is flock-ed
+    (a lock in .localci/locks) while a job uses it; each slot's records are in
+    .localci/slots/<n>."""
 
-    def __init__(self, store: Store, project_name: str) -> None:
+    def __init__(self, store: Store, project_name: str, builds_root: Path | None = None) -> None:
         if project_name in ("", ".", "..", ".git") or "/" in project_name:
             raise ValueError(f"invalid project name {project_name!r}")
         self._store = store
         self._name = project_name
+        self._root = builds_root or project_builds_root(store.project_dir)
 
     def workspace(self, slot: int) -> Workspace:
         """The (stable) paths of slot `slot`."""
-        builds = self._store.path("builds", str(slot))
+        builds = self._root / str(slot)
         state = self._store.path("slots", str(slot))
         return Workspace(slot, builds, builds / self._name, state)
 
@@ -431,6 +435,7 @@ class WorkspacePool:
     def acquire(self) -> Iterator[Workspace]:
         """Lock the lowest free slot (across threads and processes) until the block exits."""
         self._store.ensure()
+        _describe_builds_root(self._root, self._store.project_dir)
         with ExitStack() as stack:
             for slot in itertools.count():
                 try:
@@ -439,6 +444,17 @@ class WorkspacePool:
                     continue
                 break
             yield self.workspace(slot)
+
+
+def _describe_builds_root(root: Path, project_dir: Path) -> None:
+    """Name the project in its builds folder, so a look into the user cache tells them apart."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise state_error(root, exc, "create") from exc
+    note = root / "PROJECT"
+    if not note.is_file():
+        atomic_write_json(note, {"project_dir": str(project_dir)}, durable=False)
 
 
 # --------------------------------------------------------------------------- prepare
