@@ -96,9 +96,11 @@ def run_git(
         raise GitError(f"git could not be run in {cwd}: {exc}") from None
 
 
-def git_output(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> bytes:
+def git_output(
+    cwd: Path, *args: str, env: Mapping[str, str] | None = None, stdin: bytes | None = None
+) -> bytes:
     """The standard output of `git ARGS`; GitError with git's message when it fails."""
-    proc = run_git(cwd, *args, env=env)
+    proc = run_git(cwd, *args, env=env, stdin=stdin)
     if proc.returncode != 0:
         detail = proc.stderr.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
         raise GitError(f"`git {' '.join(args)}` failed in {cwd}: {detail}")

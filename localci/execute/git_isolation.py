@@ -12,29 +12,15 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-# `git rev-parse --local-env-vars` of git 2.39, for when git cannot be asked.
-KNOWN_LOCAL_ENV_VARS = (
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_CONFIG",
-    "GIT_CONFIG_PARAMETERS",
-    "GIT_CONFIG_COUNT",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_IMPLICIT_WORK_TREE",
-    "GIT_GRAFT_FILE",
-    "GIT_INDEX_FILE",
-    "GIT_NO_REPLACE_OBJECTS",
-    "GIT_REPLACE_REF_BASE",
-    "GIT_PREFIX",
-    "GIT_INTERNAL_SUPER_PREFIX",
-    "GIT_SHALLOW_FILE",
-    "GIT_COMMON_DIR",
-)
+from localci.errors import GitError
+from localci.git import REDIRECTING_VARIABLES, run_git
+
+
+# git's repository-local variables as localci.git lists them, for when git cannot be asked.
+KNOWN_LOCAL_ENV_VARS = REDIRECTING_VARIABLES
 
 
 def without_user_repository(
@@ -55,19 +41,12 @@ def without_user_repository(
 
 @functools.cache
 def local_env_vars() -> frozenset[str]:
-    """What this machine's git lists as repository-local (plus the known ones of git 2.39)."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    """What this machine's git lists as repository-local, plus localci.git's list (for when
+    git cannot be asked)."""
     try:
-        proc = subprocess.run(
-            ["git", "rev-parse", "--local-env-vars"],
-            env=clean,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=10,
-        )
-        listed = proc.stdout.split() if proc.returncode == 0 else []
-    except (OSError, subprocess.SubprocessError):
+        proc = run_git(None, "rev-parse", "--local-env-vars", timeout=10)
+        listed = os.fsdecode(proc.stdout).split() if proc.returncode == 0 else []
+    except GitError:
         listed = []
     return frozenset(listed).union(KNOWN_LOCAL_ENV_VARS)
 

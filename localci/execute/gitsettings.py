@@ -11,13 +11,11 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import subprocess
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from localci.errors import GitError
 from localci.execute.store import remove_tree
 from localci.execute.workspace import (
     Snapshot,
@@ -25,12 +23,12 @@ from localci.execute.workspace import (
     clear_workspace,
     prepare_workspace,
 )
+from localci.git import git_output, run_git
 
 # GitLab's "Git shallow clone" setting of a new project (since 14.7, was 50 from 12.0).
 DEFAULT_DEPTH = 20
 STRATEGIES = ("clone", "fetch", "none", "empty")
 SUBMODULE_STRATEGIES = ("none", "normal", "recursive")
-_KEEP_GIT_ENV = frozenset({"GIT_EXEC_PATH", "GIT_CONFIG_NOSYSTEM"})
 # Runner variables localci accepts but cannot honour, with what happens instead.
 IGNORED = {
     "GIT_CLEAN_FLAGS": "localci cleans with -ffdx, or not at all with `none`",
@@ -187,22 +185,8 @@ def _remove_checkout(project_dir: Path) -> None:
 # ------------------------------------------------------------------------------ shallow history
 
 
-def _git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in _KEEP_GIT_ENV}
-    env["GIT_OPTIONAL_LOCKS"] = "0"
-    env.update(extra or {})
-    return env
-
-
 def _git(cwd: Path, *args: str, stdin: bytes | None = None) -> bytes:
-    cmd = ["git", "-c", "core.fsmonitor=false", *args]
-    proc = subprocess.run(
-        cmd, cwd=cwd, env=_git_env(), input=stdin, capture_output=True, check=False
-    )
-    if proc.returncode != 0:
-        detail = proc.stderr.decode(errors="replace").strip()
-        raise GitError(f"`git {' '.join(args)}` failed in {cwd}: {detail}")
-    return proc.stdout
+    return git_output(cwd, *args, stdin=stdin)
 
 
 def _parents(repo: Path, commits: Iterable[str]) -> dict[str, list[str]]:
@@ -363,27 +347,16 @@ def copy_submodules(
 
 def _register(ws_repo: Path, path: str, user_repo: Path) -> None:
     """`git submodule init` in the workspace: the submodule is active, with the user's URL."""
-    found = subprocess.run(
-        ["git", "config", "-f", ".gitmodules", "--get-regexp", r"^submodule\..*\.path$"],
-        cwd=ws_repo,
-        env=_git_env(),
-        capture_output=True,
-        text=True,
-        check=False,
+    found = run_git(
+        ws_repo, "config", "-f", ".gitmodules", "--get-regexp", r"^submodule\..*\.path$"
     )
-    for line in found.stdout.splitlines():
+    for line in os.fsdecode(found.stdout).splitlines():
         key, _, value = line.partition(" ")
         if value != path:
             continue
         name = key.removeprefix("submodule.").removesuffix(".path")
-        url = subprocess.run(
-            ["git", "config", "--get", f"submodule.{name}.url"],
-            cwd=user_repo,
-            env=_git_env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
+        url = os.fsdecode(run_git(user_repo, "config", "--get", f"submodule.{name}.url").stdout)
+        url = url.strip()
         _git(ws_repo, "config", f"submodule.{name}.active", "true")
         if url:
             _git(ws_repo, "config", f"submodule.{name}.url", url)
@@ -431,13 +404,7 @@ def _submodule_git_dir(source: Path, target: Path) -> None:
     )
     (git_dir / "HEAD").write_text(head + "\n")
     _git(target, "read-tree", "HEAD")
-    subprocess.run(
-        ["git", "update-index", "-q", "--refresh"],
-        cwd=target,
-        env=_git_env(),
-        capture_output=True,
-        check=False,
-    )
+    run_git(target, "update-index", "-q", "--refresh")
 
 
 # ------------------------------------------------------------------------------ LFS

@@ -3,6 +3,7 @@ of `run --dry-run`, and `run --install-python` (uv installs what the pipeline's 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from localci.errors import StateError, UsageError
+from localci.errors import GitError, StateError, UsageError
 from localci.execute.interpreters import (
     Interpreter,
     PythonRequest,
@@ -22,6 +23,7 @@ from localci.execute.interpreters import (
     discover_here,
 )
 from localci.execute.job import python_for_job
+from localci.git import run_git
 from localci.plan.model import PlannedJob
 
 __all__ = [
@@ -77,10 +79,12 @@ def dependencies(project_dir: Path, env: Mapping[str, str]) -> list[Dependency]:
 
 def _git() -> Dependency:
     try:
-        done = subprocess.run(["git", "--version"], capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
+        done = run_git(None, "--version")
+    except GitError:
+        done = None
+    if done is None or done.returncode != 0:
         return Dependency("git", "not found (localci run needs it)", False)
-    return Dependency("git", f"{done.stdout.strip()} ({shutil.which('git')})", True)
+    return Dependency("git", f"{os.fsdecode(done.stdout).strip()} ({shutil.which('git')})", True)
 
 
 def _uv(env: Mapping[str, str]) -> Dependency:
