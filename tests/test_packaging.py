@@ -118,3 +118,10 @@ def test_the_installed_wheel_runs_a_pipeline_outside_the_checkout(
     assert "test" in listing
     output = _run(localci_exe, "run", "--no-tty", cwd=demo, env=env)
     assert "passed" in output
+
+
+def test_the_version_is_written_once_and_in_the_changelog() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject
+    assert 'version = { attr = "localci.__version__" }' in pyproject
+    assert f"## [{localci.__version__}]" in (ROOT / "CHANGELOG.md").read_text()
