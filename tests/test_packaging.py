@@ -118,3 +118,25 @@ def test_the_installed_wheel_runs_a_pipeline_outside_the_checkout(
     assert "test" in listing
     output = _run(localci_exe, "run", "--no-tty", cwd=demo, env=env)
     assert "passed" in output
+
+
+def test_the_version_is_written_once_and_in_the_changelog() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject
+    assert 'version = { attr = "localci.__version__" }' in pyproject
+    assert f"## [{localci.__version__}]" in (ROOT / "CHANGELOG.md").read_text()
+
+
+def test_the_readmes_pre_commit_hook_installs_this_release() -> None:
+    import yaml
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("# .pre-commit-config.yaml\n", 1)[1].split("```", 1)[0]
+    (hook,) = yaml.safe_load(block)["repos"][0]["hooks"]
+    assert hook["additional_dependencies"] == [f"localci-gitlab=={localci.__version__}"]
+    assert hook["language"] == "python"
+    assert hook["stages"] == ["pre-push"]
+    shipped = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())[0]
+    assert (hook["id"], hook["entry"]) == (shipped["id"], shipped["entry"])
+    assert "pip install localci\n" not in readme
+    assert "pip install localci " not in readme
