@@ -34,8 +34,8 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "run": (
         ("localci run", "the whole pipeline of this branch"),
-        ("localci run unit-tests --needs", "one job and the jobs it needs"),
         ("localci run --stage test -j 2 --python 3.11", "one stage, 2 jobs at once, Python 3.11"),
+        ("localci run --executor container --dry-run", "where each job would run, in its image"),
     ),
     "logs": (
         ("localci logs", "the jobs of the latest run and their status"),
@@ -62,6 +62,19 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     "cache clear": (
         ("localci cache clear", "remove every cache of this project"),
         ("localci cache clear pip-cache", "remove the cache with key pip-cache"),
+    ),
+    "doctor": (
+        ("localci doctor", "interpreters, git, container engine and disk localci would use"),
+        ("localci -C ../other doctor", "the same, for another project's .localci/"),
+    ),
+    "pull": (
+        ("localci pull", "pull the images of the jobs that run in containers (then --offline)"),
+        ("localci pull --executor container", "also the Python images auto runs in venvs"),
+    ),
+    "report": (
+        ("localci report --open", "open the latest run's page in the browser"),
+        ("localci report --pipeline 3 -o run3.html", "write run #3's page elsewhere"),
+        ("localci report --history", "recent runs with status, tests and coverage charts"),
     ),
     "hook": (
         ("localci hook install", "run the pipeline before every git push"),
