@@ -48,10 +48,14 @@ class Dependency:
     ok: bool
 
 
-def container_engine() -> str | None:
-    """Hook for container-engine support: a one-line description of the engine (and its
-    version) jobs would run in, or None while localci supports none."""
-    return None
+def container_engine(project_dir: Path) -> str | None:
+    """The engine container jobs would run in (probed now, the project's `engine:` setting
+    first), described in one line; None when no engine answers."""
+    from localci.execute.container.engine import detect_engine
+    from localci.settings import load_settings
+
+    engine = detect_engine(load_settings(project_dir).engine, use_cache=False)
+    return None if engine is None else engine.describe()
 
 
 def served_tags(interpreter: Interpreter, found: Sequence[Interpreter]) -> str:
@@ -71,8 +75,9 @@ def served_tags(interpreter: Interpreter, found: Sequence[Interpreter]) -> str:
 def dependencies(project_dir: Path, env: Mapping[str, str]) -> list[Dependency]:
     """git, uv, the container engine and the free disk of .localci/."""
     out = [_git(), _uv(env)]
-    engine = container_engine()
-    out.append(Dependency("container engine", engine or "not supported yet", True))
+    engine = container_engine(project_dir)
+    none = "none answers: jobs on non-Python images run on this machine (install Docker or Podman)"
+    out.append(Dependency("container engine", engine or none, True))
     out.append(_free_disk(project_dir / ".localci"))
     return out
 
