@@ -445,8 +445,14 @@ def run_command(
     if dry_run:
         from localci.report.listing import print_list
 
-        print_list(selection, show_all=False, console=console, external=loaded.external)
-        _print_job_interpreters(console, jobs, python)
+        print_list(
+            selection,
+            show_all=False,
+            console=console,
+            external=loaded.external,
+            in_containers=placement.in_containers(),
+        )
+        _print_job_interpreters(console, jobs, python, placement.in_containers())
         return
     if install_python:
         _install_pythons(console, jobs, python)
@@ -548,10 +554,20 @@ def _downstream_options(kwargs: dict[str, Any]) -> dict[str, Any]:
         "includes": includes["includes"],
         "notify": includes["notify"],
     }
-def _print_job_interpreters(console: Console, jobs: list[PlannedJob], python: str | None) -> None:
+def _print_job_interpreters(
+    console: Console, jobs: list[PlannedJob], python: str | None, in_containers: frozenset[str]
+) -> None:
     from localci.report.pythons import print_job_interpreters
 
-    print_job_interpreters(console, jobs, python, os.environ)
+    venv_jobs = [job for job in jobs if job.name not in in_containers]
+    if venv_jobs:
+        print_job_interpreters(console, venv_jobs, python, os.environ)
+    boxed = [job for job in jobs if job.name in in_containers]
+    if boxed:
+        console.print("In containers:")
+        for job in boxed:
+            image = job.job.image.name if job.job.image else "?"
+            console.print(f"  {job.name}: image {image}", markup=False, highlight=False)
 
 
 def _install_pythons(console: Console, jobs: list[PlannedJob], python: str | None) -> None:

@@ -18,7 +18,6 @@ from pathlib import Path
 from localci.errors import GitError
 from localci.git import REDIRECTING_VARIABLES, run_git
 
-
 # git's repository-local variables as localci.git lists them, for when git cannot be asked.
 KNOWN_LOCAL_ENV_VARS = REDIRECTING_VARIABLES
 

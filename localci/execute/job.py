@@ -483,6 +483,9 @@ def python_for_job(job: PlannedJob, option: str | None, env: Mapping[str, str]) 
 
 
 def _unstarted(job: PlannedJob, ctx: RunContext) -> tuple[str, ...]:
+    """The services `job` ran without: all of them, unless it ran in a container (with them)."""
+    if ctx.containers is not None and ctx.containers.wants(job):
+        return ()
     return tuple(service.describe() for service in job_services(job, ctx.user_variables))
 
 

@@ -56,12 +56,11 @@ class Placement:
                     f"  {entry.job}: image {entry.image} is not emulated; "
                     "the job runs on this machine's tools"
                 )
-            if entry.place != "container" and entry.services:
-                lines.append(
-                    f"  {entry.job}: services not started (no container): "
-                    + "; ".join(entry.services)
-                )
         return lines
+
+    def in_containers(self) -> frozenset[str]:
+        """The names of the jobs that run in a container."""
+        return frozenset(entry.job for entry in self.jobs if entry.place == "container")
 
     def refusal(self) -> str | None:
         """Why a root user may not run this selection on the host, or None."""

@@ -130,8 +130,10 @@ def print_list(
     show_all: bool,
     console: Console | None = None,
     external: ExternalSource | None = None,
+    in_containers: frozenset[str] = frozenset(),
 ) -> None:
-    """A table grouped by stage: job, when, allow_failure, needs (and the reason with --all)."""
+    """A table grouped by stage: job, when, allow_failure, needs (and the reason with --all);
+    then the jobs whose services will not start (all but those `in_containers`)."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -169,7 +171,8 @@ def print_list(
     excluded = sum(1 for j in plan.jobs if not (j.included and plan.created))
     if excluded and not show_all:
         console.print(f"{excluded} job(s) not in this pipeline; `localci list --all` shows why")
-    _print_services(plan, _ordered(plan, show_all=False), console)
+    jobs = [job for job in _ordered(plan, show_all=False) if job.name not in in_containers]
+    _print_services(plan, jobs, console)
 
 
 def _unbounded(console: Console) -> Console:
