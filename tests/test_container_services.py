@@ -87,6 +87,7 @@ def test_services_reachable_by_every_alias_form(engine: Engine, tmp_path: Path) 
     assert "hi-from-service job-value" in log
     assert "via-entrypoint" in log
     assert "services: not emulated" not in output
+    assert "not started" not in output + log  # they were started, in the job's network
     assert localci_objects(engine) == ([], [])
 
 
