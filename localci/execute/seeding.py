@@ -3,8 +3,8 @@
 The docker-library/python Dockerfiles (their final build of each version) install pip from the
 interpreter's own `ensurepip` (3.8 and later) or pinned through get-pip.py (3.6, 3.7), then
 pinned setuptools and wheel up to 3.11; from 3.12 the image has pip only. Each wheel is unpacked
-once into a read-only image under the app-data folder and symlinked into every venv, as
-virtualenv's `--symlink-app-data` does: seeding a venv costs a few symlinks and scripts.
+once into an image under the app-data folder and symlinked into every venv, as virtualenv's
+`--symlink-app-data` does: seeding a venv costs a few symlinks and scripts.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def plan_seeds(
             got = _wheel_version(wheel)
             if version not in (ENSUREPIP, got):
                 deviations.append(f"{name} {got} instead of {version} (could not download it)")
-            seeds.append(Seed(name, got, _image(wheel, python, minor, app_data)))
+            seeds.append(Seed(name, got, _image(wheel, minor, app_data)))
     return SeedPlan(tuple(seeds), tuple(deviations))
 
 
@@ -164,8 +164,10 @@ def _download(
             wheel.replace(cache / wheel.name)
 
 
-def _image(wheel: Path, python: Path, minor: str, app_data: Path) -> Path:
-    """The unpacked, byte-compiled, read-only image of `wheel` for `python` (built once)."""
+def _image(wheel: Path, minor: str, app_data: Path) -> Path:
+    """The unpacked image of `wheel` for Python `minor` (built once): its files read-only, its
+    folders writable so that the interpreter caches bytecode there on first import (compiling
+    all of pip and setuptools up front cost seconds per version, most of it never imported)."""
     image = app_data / "seed-images" / f"py{minor}" / wheel.stem
     if image.is_dir():
         return image
@@ -174,9 +176,6 @@ def _image(wheel: Path, python: Path, minor: str, app_data: Path) -> Path:
     try:
         with zipfile.ZipFile(wheel) as archive:
             _extract(archive, staging)
-        # Compiled now, with the job's interpreter: the image is read-only afterwards.
-        subprocess.run([str(python), "-m", "compileall", "-q", "-j", "0", str(staging)],
-                       capture_output=True, check=False, timeout=300)  # fmt: skip
         _top_level_record(staging)
         _read_only(staging)
         staging.replace(image)
