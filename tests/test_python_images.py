@@ -175,3 +175,15 @@ def test_install_python_runs_uv_before_the_pipeline_and_uses_what_it_installed(
     assert result.exit_code == 0, result.output
     assert (tmp_path / "uv-calls").read_text() == "python install 3.99\n"
     assert "python_substitution" not in json.loads(report.read_text())["jobs"][0]
+
+
+def test_the_board_shows_a_substituted_interpreter() -> None:
+    from localci.execute.results import JobResult, Status
+    from localci.report.live import JobView, detail
+
+    result = JobResult(
+        "j", "test", Status.SUCCESS, attempts=1,
+        python_substitution="ran on 3.11 instead of 3.9 (`uv python install 3.9` installs it)",
+    )  # fmt: skip
+    view = JobView("j", "test", "on_success", "", started=1.0, result=result)
+    assert detail(view).plain == "ran on 3.11 instead of 3.9"
