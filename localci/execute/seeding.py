@@ -36,7 +36,8 @@ IMAGE_SEEDS: dict[str, tuple[tuple[str, str], ...]] = {
     "3.11": (("pip", ENSUREPIP), ("setuptools", "79.0.1"), ("wheel", "0.45.1")),
 }
 _PIP_ONLY = (("pip", ENSUREPIP),)  # 3.12 and later
-_DOWNLOAD_TIMEOUT_S = 180.0
+_DOWNLOAD_TIMEOUT_S = 120.0
+_UNREACHABLE: set[tuple[str, str]] = set()  # downloads that failed in this run: not retried
 _LOCK = threading.Lock()
 _VERSION_SUFFIX = re.compile(r".*?-?\d+(?:\.\d+)?")
 
@@ -79,7 +80,11 @@ def plan_seeds(
     deviations: list[str] = []
     wanted = wanted_seeds(minor)
     with _LOCK:
-        missing = [(n, v) for n, v in wanted if _find_wheel(python, minor, n, v, app_data) is None]
+        missing = [
+            (n, v)
+            for n, v in wanted
+            if _find_wheel(python, minor, n, v, app_data) is None and (n, v) not in _UNREACHABLE
+        ]
         if missing and download:
             _download(missing, minor, app_data / "wheels", log)
         for name, version in wanted:
@@ -153,15 +158,19 @@ def _download(
     log(f"Downloading {names} for the python:{minor} image's environment (once)")
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
+        # Bounded: without a network pip would otherwise retry for minutes inside a job.
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
                    "--disable-pip-version-check", "--only-binary=:all:", "--dest", tmp,
+                   "--timeout", "15", "--retries", "1",
                    *(f"{name}=={version}" for name, version in wanted)]  # fmt: skip
+        _UNREACHABLE.update(wanted)
         try:
             subprocess.run(command, check=False, capture_output=True, timeout=_DOWNLOAD_TIMEOUT_S)
         except (OSError, subprocess.TimeoutExpired):
             return
         for wheel in Path(tmp).glob("*.whl"):
             wheel.replace(cache / wheel.name)
+            _UNREACHABLE.difference_update({tuple(wheel.name.split("-")[:2])})
 
 
 def _image(wheel: Path, minor: str, app_data: Path) -> Path:
