@@ -16,7 +16,7 @@ from pathlib import Path
 
 import virtualenv
 
-from localci.execute.interpreters import PythonRequest, choose, discover_here
+from localci.execute.interpreters import Interpreter, PythonRequest, choose, discover_here
 from localci.execute.store import remove_tree
 from localci.execute.venvs import VenvFactory
 
@@ -31,14 +31,39 @@ def _old_create(dest: Path, python: Path, app_data: Path) -> None:
         session.run()
 
 
-def _median_ms(fn: Callable[[], object], reset: Callable[[], object], reps: int) -> float:
-    samples = []
-    for _ in range(reps):
-        reset()
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
+def _timed(fn: Callable[[], object], fresh: Path | None) -> float:
+    """Milliseconds `fn` takes, after removing `fresh` (the venv it creates) untimed."""
+    if fresh is not None:
+        remove_tree(fresh)
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000
+
+
+def _measure(factory: VenvFactory, root: Path, found: Interpreter, reps: int) -> str:
+    """One table row for `found`."""
+    dest, record, old = root / f"venv{found.minor}", root / f"v{found.minor}.json", root / "old"
+    python = str(found.path)
+    start = time.perf_counter()
+    factory.create(root / f"first{found.minor}", python)
+    first = (time.perf_counter() - start) * 1000
+    old_ok = found.version[:2] >= (3, 9)  # virtualenv's seeder refuses older targets
+    if old_ok:
+        _old_create(old, found.path, root / "old-app-data")  # warm-up
+    new_ms, old_ms = [], []
+    for _ in range(reps):  # interleaved: a busy moment hits both columns alike
+        new_ms.append(_timed(lambda: factory.create(dest, python), dest))
+        if old_ok:
+            old_ms.append(_timed(lambda: _old_create(old, found.path, root / "old-app-data"), old))
+    factory.fresh(dest, python, record)
+    kept = [_timed(lambda: factory.fresh(dest, python, record), None) for _ in range(reps)]
+    before = f"{statistics.median(old_ms):.0f} ms" if old_ms else "n/a"
+    site = next((dest / "lib").glob("python*/site-packages"))
+    seeded = ", ".join(sorted(p.name.removesuffix(".dist-info") for p in site.glob("*.dist-info")))
+    return (
+        f"{found.full:<8} {first:>19.0f} ms {before:>10} {statistics.median(new_ms):>7.0f} ms "
+        f"{statistics.median(kept):>5.0f} ms  {seeded}"
+    )
 
 
 def main() -> None:
@@ -53,35 +78,7 @@ def main() -> None:
               f"{'kept':>8}  seeded")  # fmt: skip
         for minor in args.versions.split(","):
             found = choose(discover_here(), PythonRequest(minor))
-            if found is None:
-                print(f"{minor:<8} not installed")
-                continue
-            dest, record = root / f"venv{minor}", root / f"venv{minor}.json"
-            start = time.perf_counter()
-            factory.create(root / f"first{minor}", str(found.path))
-            first = (time.perf_counter() - start) * 1000
-            after = _median_ms(
-                lambda found=found, dest=dest: factory.create(dest, str(found.path)),
-                lambda dest=dest: remove_tree(dest),
-                args.reps,
-            )
-            factory.fresh(dest, str(found.path), record)
-            kept = _median_ms(
-                lambda found=found, dest=dest, record=record: factory.fresh(
-                    dest, str(found.path), record
-                ),
-                lambda: None,
-                args.reps,
-            )
-            before = "n/a"
-            if found.version[:2] >= (3, 9):  # virtualenv's seeder refuses older targets
-                old = root / f"old{minor}"
-                _old_create(old, found.path, root / "old-app-data")  # warm-up
-                before = f"{_median_ms(lambda old=old, found=found: _old_create(old, found.path, root / 'old-app-data'), lambda old=old: remove_tree(old), args.reps):.0f} ms"  # noqa: E501
-            site = next((dest / "lib").glob("python*/site-packages"))
-            seeded = sorted(p.name for p in site.glob("*.dist-info"))
-            print(f"{found.full:<8} {first:>19.0f} ms {before:>10} {after:>7.0f} ms "
-                  f"{kept:>5.0f} ms  {', '.join(seeded)}")  # fmt: skip
+            print(_measure(factory, root, found, args.reps) if found else f"{minor:<8} missing")
 
 
 if __name__ == "__main__":

@@ -175,3 +175,32 @@ def test_install_python_runs_uv_before_the_pipeline_and_uses_what_it_installed(
     assert result.exit_code == 0, result.output
     assert (tmp_path / "uv-calls").read_text() == "python install 3.99\n"
     assert "python_substitution" not in json.loads(report.read_text())["jobs"][0]
+
+
+def test_the_board_shows_a_substituted_interpreter() -> None:
+    from localci.execute.results import JobResult, Status
+    from localci.report.live import JobView, detail
+
+    result = JobResult(
+        "j", "test", Status.SUCCESS, attempts=1,
+        python_substitution="ran on 3.11 instead of 3.9 (`uv python install 3.9` installs it)",
+    )  # fmt: skip
+    view = JobView("j", "test", "on_success", "", started=1.0, result=result)
+    assert detail(view).plain == "ran on 3.11 instead of 3.9"
+
+
+def test_offline_seeding_falls_back_to_the_interpreter_bundled_wheels_and_says_so(
+    tmp_path: Path,
+) -> None:
+    from localci.execute.seeding import plan_seeds
+
+    found = [i for i in discover_here() if i.minor == "3.9" and i.source == "pyenv"]
+    if not found:
+        pytest.skip("no pyenv Python 3.9 here")
+    lines: list[str] = []
+    plan = plan_seeds(found[0].path, "3.9", tmp_path, download=False, log=lines.append)
+    names = {seed.name for seed in plan.seeds}
+    assert names == {"pip", "setuptools"}
+    assert any("instead of 79.0.1" in d for d in plan.deviations)
+    assert any(d.startswith("wheel 0.45.1 is not available") for d in plan.deviations)
+    assert lines == []  # nothing was downloaded

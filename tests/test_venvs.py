@@ -206,3 +206,20 @@ def test_fresh_recreates_for_another_interpreter_or_a_lost_record(
     (dest / "lib" / "extra.pth").write_text("")
     _, kept = factory.fresh(dest, CURRENT, record)
     assert not kept and not (dest / "lib" / "extra.pth").exists()
+
+
+def test_a_venv_whose_links_dangle_is_never_kept(factory: VenvFactory, tmp_path: Path) -> None:
+    """Issue 20 item 6: links into a cleared cache fail the untouched check, fingerprint or not."""
+    from localci.execute.venvs import _dangling_link
+
+    dest = tmp_path / "venv"
+    factory.create(dest)
+    assert not _dangling_link(dest)
+    site = next((dest / "lib").glob("python*/site-packages"))
+    image = (site / "pip").resolve()
+    moved = image.with_name(image.name + ".moved")
+    image.rename(moved)  # what `rm -rf ~/.cache/localci` does to the venv's pip
+    try:
+        assert _dangling_link(dest)
+    finally:
+        moved.rename(image)

@@ -3,8 +3,8 @@
 The docker-library/python Dockerfiles (their final build of each version) install pip from the
 interpreter's own `ensurepip` (3.8 and later) or pinned through get-pip.py (3.6, 3.7), then
 pinned setuptools and wheel up to 3.11; from 3.12 the image has pip only. Each wheel is unpacked
-once into a read-only image under the app-data folder and symlinked into every venv, as
-virtualenv's `--symlink-app-data` does: seeding a venv costs a few symlinks and scripts.
+once into an image under the app-data folder and symlinked into every venv, as virtualenv's
+`--symlink-app-data` does: seeding a venv costs a few symlinks and scripts.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ IMAGE_SEEDS: dict[str, tuple[tuple[str, str], ...]] = {
     "3.11": (("pip", ENSUREPIP), ("setuptools", "79.0.1"), ("wheel", "0.45.1")),
 }
 _PIP_ONLY = (("pip", ENSUREPIP),)  # 3.12 and later
-_DOWNLOAD_TIMEOUT_S = 180.0
+_DOWNLOAD_TIMEOUT_S = 120.0
+_UNREACHABLE: set[tuple[str, str]] = set()  # downloads that failed in this run: not retried
 _LOCK = threading.Lock()
 _VERSION_SUFFIX = re.compile(r".*?-?\d+(?:\.\d+)?")
 
@@ -79,7 +80,11 @@ def plan_seeds(
     deviations: list[str] = []
     wanted = wanted_seeds(minor)
     with _LOCK:
-        missing = [(n, v) for n, v in wanted if _find_wheel(python, minor, n, v, app_data) is None]
+        missing = [
+            (n, v)
+            for n, v in wanted
+            if _find_wheel(python, minor, n, v, app_data) is None and (n, v) not in _UNREACHABLE
+        ]
         if missing and download:
             _download(missing, minor, app_data / "wheels", log)
         for name, version in wanted:
@@ -92,7 +97,7 @@ def plan_seeds(
             got = _wheel_version(wheel)
             if version not in (ENSUREPIP, got):
                 deviations.append(f"{name} {got} instead of {version} (could not download it)")
-            seeds.append(Seed(name, got, _image(wheel, python, minor, app_data)))
+            seeds.append(Seed(name, got, _image(wheel, minor, app_data)))
     return SeedPlan(tuple(seeds), tuple(deviations))
 
 
@@ -153,19 +158,25 @@ def _download(
     log(f"Downloading {names} for the python:{minor} image's environment (once)")
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
+        # Bounded: without a network pip would otherwise retry for minutes inside a job.
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
                    "--disable-pip-version-check", "--only-binary=:all:", "--dest", tmp,
+                   "--timeout", "15", "--retries", "1",
                    *(f"{name}=={version}" for name, version in wanted)]  # fmt: skip
+        _UNREACHABLE.update(wanted)
         try:
             subprocess.run(command, check=False, capture_output=True, timeout=_DOWNLOAD_TIMEOUT_S)
         except (OSError, subprocess.TimeoutExpired):
             return
         for wheel in Path(tmp).glob("*.whl"):
             wheel.replace(cache / wheel.name)
+            _UNREACHABLE.difference_update({tuple(wheel.name.split("-")[:2])})
 
 
-def _image(wheel: Path, python: Path, minor: str, app_data: Path) -> Path:
-    """The unpacked, byte-compiled, read-only image of `wheel` for `python` (built once)."""
+def _image(wheel: Path, minor: str, app_data: Path) -> Path:
+    """The unpacked image of `wheel` for Python `minor` (built once): its files read-only, its
+    folders writable so that the interpreter caches bytecode there on first import (compiling
+    all of pip and setuptools up front cost seconds per version, most of it never imported)."""
     image = app_data / "seed-images" / f"py{minor}" / wheel.stem
     if image.is_dir():
         return image
@@ -174,9 +185,6 @@ def _image(wheel: Path, python: Path, minor: str, app_data: Path) -> Path:
     try:
         with zipfile.ZipFile(wheel) as archive:
             _extract(archive, staging)
-        # Compiled now, with the job's interpreter: the image is read-only afterwards.
-        subprocess.run([str(python), "-m", "compileall", "-q", "-j", "0", str(staging)],
-                       capture_output=True, check=False, timeout=300)  # fmt: skip
         _top_level_record(staging)
         _read_only(staging)
         staging.replace(image)
