@@ -471,7 +471,7 @@ def test_nothing_to_push_without_a_reflog_uses_the_first_parent(tmp_path: Path) 
     shallow = detect_context(root)  # no parent, no earlier position: HEAD itself
     assert (shallow.changes_base, shallow.changes_base_label) == (second, "origin/main")
     assert changed_paths(shallow) == frozenset()
-    assert "only uncommitted changes count" in describe_changes_base(shallow)
+    assert "no parent: only uncommitted changes" in describe_changes_base(shallow)
 
 
 def test_upstream_remote_of_the_branch(tmp_path: Path) -> None:

@@ -96,6 +96,7 @@ class PipelineContext:
     merge_request: MergeRequest | None = None
     changes_base: str | None = None
     changes_base_label: str | None = None
+    changes_base_reason: str = "no push information, so every `changes` is true"
     remote: str = "origin"
     is_git_repo: bool = False
     has_commits: bool = False
@@ -366,7 +367,7 @@ def _repo_context(repo: _Repo, request: _Request) -> PipelineContext:
     default = _default_branch(request.default_branch, repo.refs, repo.symrefs, repo.config)
     commit = _parse_commit(repo.head.body) if repo.head is not None else None
     mr = _merge_request(repo, request, ref, default, commit)
-    base, label = _changes_base(repo, request, ref, mr)
+    base, label, reason = _changes_base(repo, request, ref, mr)
     host, path, protocol, port = _project_location(repo.config, repo.root)
     name, email = _user(repo.config)
     message = commit.message if commit else ""
@@ -395,6 +396,7 @@ def _repo_context(repo: _Repo, request: _Request) -> PipelineContext:
         merge_request=mr,
         changes_base=base,
         changes_base_label=label,
+        changes_base_reason=reason,
         remote=repo.upstream_remote(ref),
         is_git_repo=True,
         has_commits=has_commits,
@@ -473,76 +475,63 @@ def _merge_base(repo: _Repo, source: str, target: str) -> str:
 
 def _changes_base(
     repo: _Repo, request: _Request, ref: str, mr: MergeRequest | None
-) -> tuple[str | None, str | None]:
+) -> tuple[str | None, str | None, str]:
+    """(base commit, its name, why it is the base) for `rules:changes`."""
     if request.changes_since is not None:
         found = repo.objects.get(f"{request.changes_since}^{{commit}}")
         if found is None:
             raise GitError(
                 f"--changes-since {request.changes_since!r} is not a commit, branch or tag here"
             )
-        return found.sha, request.changes_since
-    if repo.head is None:
-        return None, None
-    if mr is not None:
-        return mr.diff_base_sha, f"merge-base with {mr.target_branch}"
-    if request.source != "push" or request.tag is not None:
-        return None, None
-    remote = repo.upstream_remote(ref)
-    tracking = f"refs/remotes/{remote}/{ref}"
+        return found.sha, request.changes_since, "--changes-since"
     head = repo.head
-    if tracking not in repo.refs:
-        return None, None
-    if head is None or repo.refs[tracking] != head.sha:
-        return repo.refs[tracking], f"{remote}/{ref}"
-    return _pushed_base(repo, f"{remote}/{ref}")
+    if head is None:
+        return None, None, _NO_PUSH_INFO
+    if mr is not None:
+        return mr.diff_base_sha, f"merge-base with {mr.target_branch}", "the merge request's diff"
+    if request.source != "push" or request.tag is not None:
+        return None, None, _NO_PUSH_INFO
+    remote = repo.upstream_remote(ref)
+    tracking = f"{remote}/{ref}"
+    tip = repo.refs.get(f"refs/remotes/{tracking}")
+    if tip is None:
+        return None, None, _NO_PUSH_INFO
+    if tip != head.sha:
+        return tip, tracking, "the remote-tracking branch: what `git push` would compare against"
+    return _pushed_base(repo, tracking, tip)
 
 
-def _pushed_base(repo: _Repo, tracking: str) -> tuple[str | None, str | None]:
+_NO_PUSH_INFO = "no push information (new branch, tag, schedule...), so every `changes` is true"
+
+
+def _pushed_base(repo: _Repo, tracking: str, tip: str) -> tuple[str, str, str]:
     """Nothing to push: HEAD is what the remote already has. GitLab ran that push's pipeline
     against the branch's previous tip, which is where the remote-tracking ref pointed before
     it last moved (its reflog), else HEAD's first parent. With neither (a root or shallow
     commit) the tracking ref itself stays the base: only uncommitted changes count."""
-    tip = repo.refs[f"refs/remotes/{tracking}"]
-    for label in (f"{tracking}@{{1}}", "HEAD^1"):
+    nothing = f"nothing to push ({tracking} is HEAD)"
+    reasons = {
+        f"{tracking}@{{1}}": f"{nothing}, so where {tracking} pointed before it last moved (its"
+        " reflog): the range GitLab's pipeline for that push compared",
+        "HEAD^1": f"{nothing} and no earlier position of {tracking} in its reflog, so the"
+        " commit's first parent",
+    }
+    for label, reason in reasons.items():
         proc = _run(repo.root, "rev-parse", "--verify", "--quiet", f"{label}^{{commit}}")
         sha = proc.stdout.decode().strip()
         if proc.returncode == 0 and sha and sha != tip:
-            return sha, label
-    return tip, tracking
+            return sha, label, reason
+    return tip, tracking, f"{nothing}, no earlier position and no parent: only uncommitted changes"
 
 
 def describe_changes_base(ctx: PipelineContext) -> str:
     """Which commit `rules:changes` compares with, and why (a line of `explain`)."""
-    label, base = ctx.changes_base_label, ctx.changes_base
-    if base is None:
-        return (
-            "rules:changes: no push information (new branch, tag, schedule...), so every"
-            " `changes` is true"
-        )
-    short = base[:8]
-    tracking = f"{ctx.remote}/{ctx.ref}"
-    if label == f"{tracking}@{{1}}":
-        why = (
-            f"nothing to push ({tracking} is HEAD), so where {tracking} pointed before it last"
-            " moved (its reflog): the range GitLab's pipeline for that push compared"
-        )
-    elif label == "HEAD^1":
-        why = (
-            f"nothing to push ({tracking} is HEAD) and no earlier position of {tracking} in its"
-            " reflog, so the commit's first parent"
-        )
-    elif label == tracking and base == ctx.sha:
-        why = (
-            f"nothing to push ({tracking} is HEAD), no earlier position of {tracking} and no"
-            " parent commit: only uncommitted changes count"
-        )
-    elif label == tracking:
-        why = "the remote-tracking branch: what `git push` would compare against"
-    elif ctx.merge_request is not None and base == ctx.merge_request.diff_base_sha:
-        why = "the merge request's diff base"
-    else:
-        why = "--changes-since"
-    return f"rules:changes compares with {label} ({short}): {why}"
+    if ctx.changes_base is None:
+        return f"rules:changes: {ctx.changes_base_reason}"
+    return (
+        f"rules:changes compares with {ctx.changes_base_label} ({ctx.changes_base[:8]}): "
+        f"{ctx.changes_base_reason}"
+    )
 
 
 def _resolve_compare_to(ctx: PipelineContext, compare_to: str) -> str:
