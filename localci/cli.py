@@ -432,7 +432,10 @@ def _placement(
 
     settings = load_settings(plan.context.project_dir)
     placement = place_jobs(jobs, executor or settings.executor, settings.engine)
-    for line in placement.header():
+    lines = placement.header()
+    if not refuse and placement.where():  # --dry-run: every job's place
+        lines = [*(lines[:1] or [f"Executor: {placement.mode}"]), *placement.where(), *lines[1:]]
+    for line in lines:
         console.print(line, markup=False, highlight=False)
     refusal = placement.refusal()
     allowed = settings.allow_host if allow_host is None else allow_host

@@ -63,6 +63,14 @@ class Placement:
                 )
         return lines
 
+    def where(self) -> list[str]:
+        """For `--dry-run`: where each job with an image runs."""
+        return [
+            f"  {entry.job}: {entry.place} ({entry.image})"
+            for entry in self.jobs
+            if entry.image is not None
+        ]
+
     def refusal(self) -> str | None:
         """Why a root user may not run this selection on the host, or None."""
         risky = [entry for entry in self.jobs if entry.unemulated]

@@ -83,8 +83,8 @@ def _ensure(
         try:
             pull(engine, name, platform=platform, log=log, cancel=cancel)
             return
-        except EngineError as exc:
-            failure = f"pulling it failed: {exc}"
+        except EngineError:
+            failure = "pulling it failed (the engine's message is above)"
     raise ImageUnavailable(
         f"image {name!r} is not available: {failure}. Fetch it while online with "
         f"`localci pull` or `{engine.kind} pull {name}`"
