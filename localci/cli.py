@@ -432,6 +432,13 @@ def _placement(
 
     settings = load_settings(plan.context.project_dir)
     placement = place_jobs(jobs, executor or settings.executor, settings.engine)
+    if placement.mode == "container" and placement.probed and placement.engine is None:
+        from localci.execute.container.engine import EngineError
+
+        raise EngineError(
+            "--executor container: no container engine answers here; start Docker or install "
+            "Podman (README, Executors), or choose --executor auto"
+        )
     lines = placement.header()
     if not refuse and placement.where():  # --dry-run: every job's place
         lines = [*(lines[:1] or [f"Executor: {placement.mode}"]), *placement.where(), *lines[1:]]
