@@ -58,6 +58,8 @@ def main() -> int:
     for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "bench"]):
         subprocess.run(["git", *command], cwd=repo, check=True, env={**os.environ, **GIT_ENV})
     localci = [str(Path(sys.executable).with_name("localci")), "run", "-q", "--no-tty"]
+    # The same job without an image: localci's own fixed cost (start, plan, workspace, venv).
+    venv_job = [*localci, "--executor", "venv", "--allow-host"]
     by_hand = [
         engine.cli,
         "run",
@@ -71,19 +73,24 @@ def main() -> int:
         "-c",
         SCRIPT,
     ]
-    _timed(localci, repo)  # warm-up: slot, snapshot, engine cache
-    _timed(by_hand, repo)
-    samples: dict[str, list[float]] = {"localci": [], "by hand": []}
+    commands = {"localci": localci, "by hand": by_hand, "venv": venv_job}
+    for command in commands.values():
+        _timed(command, repo)  # warm-up: slot, snapshot, venv, engine cache
+    samples: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.reps):
-        samples["localci"].append(_timed(localci, repo))
-        samples["by hand"].append(_timed(by_hand, repo))
-    local, hand = (statistics.median(samples[k]) for k in ("localci", "by hand"))
+        for name, command in commands.items():
+            samples[name].append(_timed(command, repo))
+    local, hand, venv = (statistics.median(samples[k]) for k in commands)
     print(f"engine: {engine.describe()}; median of {args.reps}")
     print("| row | localci | baseline | overhead |")
     print("|---|---|---|---|")
     print(
         f"| 1 container job (`{SCRIPT}`) | {local:.2f} s | {hand:.2f} s "
         f"(`{engine.kind} run` by hand) | {local - hand:+.2f} s ({local / hand:.2f}x) |"
+    )
+    print(
+        f"the same job in a venv (`--executor venv`): {venv:.2f} s; container-specific cost "
+        f"beyond `{engine.kind} run` = {local - venv - hand:+.2f} s"
     )
     subprocess.run(["rm", "-rf", str(scratch)], check=False)
     return 0

@@ -502,7 +502,17 @@ def _placement(
 
     settings = load_settings(plan.context.project_dir)
     placement = place_jobs(jobs, executor or settings.executor, settings.engine)
-    for line in placement.header():
+    if placement.mode == "container" and placement.probed and placement.engine is None:
+        from localci.execute.container.engine import EngineError
+
+        raise EngineError(
+            "--executor container: no container engine answers here; start Docker or install "
+            "Podman (README, Executors), or choose --executor auto"
+        )
+    lines = placement.header()
+    if not refuse and placement.where():  # --dry-run: every job's place
+        lines = [*(lines[:1] or [f"Executor: {placement.mode}"]), *placement.where(), *lines[1:]]
+    for line in lines:
         console.print(line, markup=False, highlight=False)
     refusal = placement.refusal()
     allowed = settings.allow_host if allow_host is None else allow_host
@@ -560,14 +570,8 @@ def _print_job_interpreters(
     from localci.report.pythons import print_job_interpreters
 
     venv_jobs = [job for job in jobs if job.name not in in_containers]
-    if venv_jobs:
+    if venv_jobs:  # the others' place and image are in the header
         print_job_interpreters(console, venv_jobs, python, os.environ)
-    boxed = [job for job in jobs if job.name in in_containers]
-    if boxed:
-        console.print("In containers:")
-        for job in boxed:
-            image = job.job.image.name if job.job.image else "?"
-            console.print(f"  {job.name}: image {image}", markup=False, highlight=False)
 
 
 def _install_pythons(console: Console, jobs: list[PlannedJob], python: str | None) -> None:

@@ -376,3 +376,21 @@ def test_detection_skips_a_docker_cli_without_daemon_and_is_cached(
     assert engines.detect_engine() == found  # from the disk cache: no CLI is run
     assert time.monotonic() - started < 0.2
     assert engines.detect_engine("docker", use_cache=False) is None
+
+
+def test_executor_container_without_an_engine_is_an_unusable_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    repo = make_repo(
+        tmp_path / "p", {".gitlab-ci.yml": f"job:\n  image: {BUSYBOX}\n  script: [true]\n"}
+    )
+    bare = tmp_path / "bin"  # git and bash, but neither docker nor podman
+    bare.mkdir()
+    for tool in ("git", "bash"):
+        (bare / tool).symlink_to(shutil.which(tool) or tool)
+    monkeypatch.setenv("PATH", str(bare))
+    result = run_cli(repo, "run", "--no-tty", "--executor", "container")
+    assert result.exit_code == 3
+    assert "no container engine answers" in result.output

@@ -62,6 +62,14 @@ class Placement:
         """The names of the jobs that run in a container."""
         return frozenset(entry.job for entry in self.jobs if entry.place == "container")
 
+    def where(self) -> list[str]:
+        """For `--dry-run`: where each job with an image runs."""
+        return [
+            f"  {entry.job}: {entry.place} ({entry.image})"
+            for entry in self.jobs
+            if entry.image is not None
+        ]
+
     def refusal(self) -> str | None:
         """Why a root user may not run this selection on the host, or None."""
         risky = [entry for entry in self.jobs if entry.unemulated]

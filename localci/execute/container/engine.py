@@ -79,6 +79,8 @@ def environment_args(
 class EngineError(LocalCIError):
     """The container engine refused or failed an operation localci needed."""
 
+    exit_code = 3  # an environment localci cannot work in, for the user to fix
+
 
 @dataclass(frozen=True, slots=True)
 class Engine:

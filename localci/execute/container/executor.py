@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from localci.execute import script as scripts
 from localci.execute.container.cleanup import labels, remove_objects
-from localci.execute.container.engine import Engine, environment_args
+from localci.execute.container.engine import Engine, EngineError, environment_args
 from localci.execute.container.images import ensure_image, image_config
 from localci.execute.container.services import (
     ServiceLogs,
@@ -98,14 +98,19 @@ class ContainerRunner:
         assert spec is not None
         engine = self.engine
         log(f"Using {engine.kind} {engine.version} with image {image} ...")
-        ensure_image(
-            engine,
-            qualified_image(engine, image),
-            spec.pull_policy,
-            platform=spec.platform,
-            offline=self.offline,
-            log=log,
-        )
+        try:
+            ensure_image(
+                engine,
+                qualified_image(engine, image),
+                spec.pull_policy,
+                platform=spec.platform,
+                offline=self.offline,
+                log=log,
+                cancel=cancel,
+            )
+        except EngineError:
+            if not cancel.is_set():
+                raise  # else the session's programs report the job canceled
         inside = _inside_paths(job, ws)
         env = job_environment(
             job,
@@ -121,7 +126,9 @@ class ContainerRunner:
         try:
             if network is not None:
                 engine.command("network", "create", *_label_args(job.name), network)
-                self._start_services(job, env, network, prefix, created, debug_logs, log, notes)
+                self._start_services(
+                    job, env, network, prefix, created, debug_logs, log, notes, cancel
+                )
             yield _ContainerSession(
                 runner=self,
                 job=job,
@@ -150,9 +157,12 @@ class ContainerRunner:
         debug_logs: ServiceLogs | None,
         log: Callable[[str], None],
         notes: list[str],
+        cancel: threading.Event,
     ) -> None:
         engine = self.engine
         for index, service in enumerate(job.job.services):
+            if cancel.is_set():
+                return
             image = qualified_image(engine, expand_name(service.name, job))
             ensure_image(
                 engine,
@@ -161,6 +171,7 @@ class ContainerRunner:
                 platform=service.image.platform,
                 offline=self.offline,
                 log=log,
+                cancel=cancel,
             )
             container = f"{prefix}-svc{index}"
             variables = {**env, **dict(service.variables)}
@@ -178,7 +189,7 @@ class ContainerRunner:
             log(f"Starting service {image} as {', '.join(started.aliases)} ...")
             if debug_logs is not None:
                 debug_logs.follow(started)
-            self._wait(started, variables, log, notes)
+            self._wait(started, variables, log, notes, cancel)
 
     def _wait(
         self,
@@ -186,13 +197,14 @@ class ContainerRunner:
         variables: Mapping[str, str],
         log: Callable[[str], None],
         notes: list[str],
+        cancel: threading.Event,
     ) -> None:
         health = variables.get("HEALTHCHECK_TCP_PORT", "")
         if health.isdigit():
             ports: Sequence[int] = (int(health),)
         else:
             ports = image_config(self.engine, started.image).exposed_tcp_ports
-        if ports and not wait_for_ports(self.engine, started, ports, log):
+        if ports and not wait_for_ports(self.engine, started, ports, log, cancel=cancel):
             notes.append(f"service {started.image} did not open port(s) {list(ports)} in time")
 
     def _prefix(self, job: PlannedJob) -> str:
@@ -272,7 +284,9 @@ class _ContainerSession:
         spec = self.job.job.image
         assert spec is not None
         project, files = self.inside.project_dir, self.inside.visible_file_dir
-        argv = [engine.cli, "run", "--rm", "--name", name, *_label_args(self.job.name)]
+        # The pull policy was applied before: an image gone since then is an error, not a pull.
+        argv = [engine.cli, "run", "--rm", "--pull", "never", "--name", name]
+        argv += _label_args(self.job.name)
         argv += ["-v", _mount(self.ws.project_dir, project)]
         argv += ["-v", _mount(self.ws.builds_dir / "tmp", files)]
         argv += ["-w", str(project)]

@@ -42,6 +42,7 @@ def ensure_image(
     platform: str | None,
     offline: bool,
     log: Callable[[str], None],
+    cancel: threading.Event | None = None,
 ) -> None:
     """Make `name` present as `policies` (GitLab's order: each tried until one succeeds) say."""
     for policy in policies or ("if-not-present",):
@@ -50,7 +51,9 @@ def ensure_image(
                 f"image {name!r}: unknown pull_policy {policy!r} (one of {', '.join(POLICIES)})"
             )
     with _lock_for(name):
-        _ensure(engine, name, tuple(policies or ("if-not-present",)), platform, offline, log)
+        _ensure(
+            engine, name, tuple(policies or ("if-not-present",)), platform, offline, log, cancel
+        )
 
 
 def _ensure(
@@ -60,6 +63,7 @@ def _ensure(
     platform: str | None,
     offline: bool,
     log: Callable[[str], None],
+    cancel: threading.Event | None,
 ) -> None:
     present = image_present(engine, name)
     failure = ""
@@ -77,10 +81,10 @@ def _ensure(
             failure = "it is not present locally and localci runs --offline"
             continue
         try:
-            pull(engine, name, platform=platform, log=log)
+            pull(engine, name, platform=platform, log=log, cancel=cancel)
             return
-        except EngineError as exc:
-            failure = f"pulling it failed: {exc}"
+        except EngineError:
+            failure = "pulling it failed (the engine's message is above)"
     raise ImageUnavailable(
         f"image {name!r} is not available: {failure}. Fetch it while online with "
         f"`localci pull` or `{engine.kind} pull {name}`"
@@ -92,8 +96,16 @@ def image_present(engine: Engine, name: str) -> bool:
     return done.returncode == 0
 
 
-def pull(engine: Engine, name: str, *, platform: str | None, log: Callable[[str], None]) -> None:
-    """`<engine> pull name`, its progress streamed line by line to `log`."""
+def pull(
+    engine: Engine,
+    name: str,
+    *,
+    platform: str | None,
+    log: Callable[[str], None],
+    cancel: threading.Event | None = None,
+) -> None:
+    """`<engine> pull name`, its progress streamed line by line to `log`; stopped when
+    `cancel` is set (Ctrl-C, a canceled job)."""
     args = [engine.cli, "pull", *(["--platform", platform] if platform else []), name]
     log(f"Pulling image {name} with {engine.kind}...")
     try:
@@ -109,12 +121,25 @@ def pull(engine: Engine, name: str, *, platform: str | None, log: Callable[[str]
         raise EngineError(f"cannot run {engine.cli}: {exc}") from exc
     last = ""
     assert proc.stdout is not None
+    done = threading.Event()
+    if cancel is not None:
+        threading.Thread(target=_stop_on, args=(cancel, done, proc), daemon=True).start()
     with proc:
         for line in proc.stdout:
             last = line.rstrip() or last
             log(last)
+    done.set()
+    if cancel is not None and cancel.is_set():
+        raise EngineError(f"pulling {name} was canceled")
     if proc.returncode != 0:
         raise EngineError(last or f"{engine.kind} pull exited with {proc.returncode}")
+
+
+def _stop_on(cancel: threading.Event, done: threading.Event, proc: subprocess.Popen[str]) -> None:
+    while not done.is_set():
+        if cancel.wait(0.2):
+            proc.terminate()
+            return
 
 
 def image_config(engine: Engine, name: str) -> ImageConfig:

@@ -88,6 +88,7 @@ def wait_for_ports(
     ports: Sequence[int],
     log: Callable[[str], None],
     timeout_s: float = WAIT_TIMEOUT_S,
+    cancel: threading.Event | None = None,
 ) -> bool:
     """GitLab's wait-for-service: until every port listens in the service, or `timeout_s`.
 
@@ -105,7 +106,10 @@ def wait_for_ports(
         waiting -= listening
         if not waiting or time.monotonic() >= deadline:
             break
-        time.sleep(0.2)
+        if cancel is not None and cancel.wait(0.2):
+            return True  # the job is canceled: nothing waits for the service any more
+        if cancel is None:
+            time.sleep(0.2)
     if not waiting:
         return True
     names = ", ".join(str(p) for p in sorted(waiting))
