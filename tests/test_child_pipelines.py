@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -490,3 +491,51 @@ def test_ctrl_c_stops_child_pipelines_too(tmp_path: Path) -> None:
     ]
     assert sorted(r["status"] for r in records) == ["canceled", "canceled", "canceled"], out
     assert "Traceback" not in out
+
+
+def test_the_live_board_shows_a_childs_jobs_right_after_their_trigger() -> None:
+    from rich.console import Console
+
+    from localci.events import JobStarted, PipelineStarted
+    from localci.report.live import LiveReporter
+
+    reporter = LiveReporter(Console(file=io.StringIO(), width=100), verbosity=0)
+    reporter(
+        PipelineStarted(
+            1,
+            (("a", "s", "on_success"), ("trig", "s", "on_success"), ("b", "s", "on_success")),
+            "/tmp",
+        )
+    )
+    reporter(JobStarted("trig > one", "s"))
+    reporter(JobStarted("trig > two", "s"))
+    assert [view.name for view in reporter.snapshot().jobs] == [
+        "a",
+        "trig",
+        "trig > one",
+        "trig > two",
+        "b",
+    ]
+
+
+def test_parallel_matrix_trigger_jobs_create_one_child_each(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": """
+                deploy:
+                  parallel:
+                    matrix:
+                      - REGION: [eu, us]
+                  trigger:
+                    include: child.yml
+                    strategy: depend
+            """,
+            "child.yml": 'region-job:\n  script: [echo "deploying to $REGION"]\n',
+        },
+    )
+    code, data, output = report(repo)
+    assert code == 0, output
+    for region in ("eu", "us"):
+        child = child_jobs(data, f"deploy: [{region}]")["region-job"]
+        assert f"deploying to {region}" in Path(child["log"]).read_text()
