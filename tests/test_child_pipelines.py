@@ -539,3 +539,24 @@ def test_parallel_matrix_trigger_jobs_create_one_child_each(tmp_path: Path) -> N
     for region in ("eu", "us"):
         child = child_jobs(data, f"deploy: [{region}]")["region-job"]
         assert f"deploying to {region}" in Path(child["log"]).read_text()
+
+
+def test_lint_rejects_what_gitlab_rejects_in_trigger(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": """
+                t:
+                  trigger:
+                    include:
+                      - artifact: x.yml
+                    strategy: wait
+                    forward: {yaml_variables: maybe}
+            """,
+        },
+    )
+    result = run_cli(repo, "lint")
+    assert result.exit_code == 3, result.output
+    assert "strategy should be depend or mirror, not 'wait'" in result.output
+    assert "must specify the job where to fetch the artifact from" in result.output
+    assert "forward should map" in result.output
