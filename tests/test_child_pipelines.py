@@ -380,6 +380,11 @@ def test_list_json_explain_and_graph_show_child_pipelines(tmp_path: Path) -> Non
     assert "child pipeline of 1 job(s): deploy-staging" in explained.stdout
     graph = run_cli(repo, "graph", *mapping)
     assert "dynamic triggers artifact gen.yml of job gen" in graph.stdout
+    mermaid = run_cli(repo, "graph", "--format", "mermaid", *mapping).stdout
+    assert 'subgraph c0["child pipeline of from-project"]' in mermaid
+    assert 'c0j0["deploy-staging"]' in mermaid
+    dot = run_cli(repo, "graph", "--format", "dot", *mapping).stdout
+    assert 'c0j0 [label="deploy-staging"];' in dot and dot.rstrip().endswith("}")
     config = run_cli(repo, "config", "--child", "from-project", *mapping)
     assert config.exit_code == 0, config.output
     assert "deploy-staging:" in config.stdout and "echo deploy to staging" in config.stdout
