@@ -11,7 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import make_repo, run_cli
+from tests.test_external_includes import Server, server  # noqa: F401
 
 
 def report(repo: Path, *args: str) -> tuple[int, dict, str]:
@@ -565,3 +568,36 @@ def test_lint_rejects_what_gitlab_rejects_in_trigger(tmp_path: Path) -> None:
     assert "strategy should be depend or mirror, not 'wait'" in result.output
     assert "must specify the job where to fetch the artifact from" in result.output
     assert "forward should map" in result.output
+
+
+def test_trigger_include_template_uses_the_include_cache(
+    server: Server,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server.serve(
+        "/raw/master/lib/gitlab/ci/templates/Child.gitlab-ci.yml",
+        "from-template:\n  script: [echo built by the template]\n",
+    )
+    monkeypatch.setenv("LOCALCI_TEMPLATES_URL", f"{server.base}/raw")
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": """
+                t:
+                  trigger:
+                    include:
+                      - template: Child.gitlab-ci.yml
+                    strategy: depend
+            """,
+        },
+    )
+    code, data, output = report(repo)
+    assert code == 0, output
+    assert "fetching template Child.gitlab-ci.yml" in output
+    log = Path(child_jobs(data, "t")["from-template"]["log"]).read_text()
+    assert "built by the template" in log
+    server.routes.clear()
+    code, data, output = report(repo, "--offline")
+    assert code == 0, output
+    assert child_jobs(data, "t")["from-template"]["status"] == "success"
