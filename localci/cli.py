@@ -698,12 +698,25 @@ def graph(opts: Options, /, fmt: str, stage_edges: bool, **kwargs: Any) -> None:
 
     loaded = _load(opts, kwargs)
     plan = _plan(loaded)
-    render_graph(plan, fmt, _console(None), stage_edges=stage_edges)
+    render_graph(plan, fmt, _console(None), stage_edges=stage_edges,
+                 children=_child_plans(loaded, plan) if fmt != "text" else None)
     if fmt == "text" and plan.created:
         from localci.report.listing import child_lines
 
         for line in child_lines(plan, loaded.external):
             click.echo(line)
+
+
+def _child_plans(loaded: Loaded, plan: Plan) -> dict[str, Plan]:
+    """The child pipelines of the plan's trigger jobs that can be planned without running."""
+    from localci.plan.child import plan_child
+
+    children = {}
+    for job in plan.ordered():
+        child = plan_child(job, plan, external=loaded.external) if job.job.trigger else None
+        if child is not None and child.plan is not None and child.plan.created:
+            children[job.name] = child.plan
+    return children
 
 
 HOOKS = click.Choice(["pre-push", "pre-commit"])

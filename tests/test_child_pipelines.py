@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -10,7 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import make_repo, run_cli
+from tests.test_external_includes import Server, server  # noqa: F401
 
 
 def report(repo: Path, *args: str) -> tuple[int, dict, str]:
@@ -379,6 +383,11 @@ def test_list_json_explain_and_graph_show_child_pipelines(tmp_path: Path) -> Non
     assert "child pipeline of 1 job(s): deploy-staging" in explained.stdout
     graph = run_cli(repo, "graph", *mapping)
     assert "dynamic triggers artifact gen.yml of job gen" in graph.stdout
+    mermaid = run_cli(repo, "graph", "--format", "mermaid", *mapping).stdout
+    assert 'subgraph c0["child pipeline of from-project"]' in mermaid
+    assert 'c0j0["deploy-staging"]' in mermaid
+    dot = run_cli(repo, "graph", "--format", "dot", *mapping).stdout
+    assert 'c0j0 [label="deploy-staging"];' in dot and dot.rstrip().endswith("}")
     config = run_cli(repo, "config", "--child", "from-project", *mapping)
     assert config.exit_code == 0, config.output
     assert "deploy-staging:" in config.stdout and "echo deploy to staging" in config.stdout
@@ -490,3 +499,105 @@ def test_ctrl_c_stops_child_pipelines_too(tmp_path: Path) -> None:
     ]
     assert sorted(r["status"] for r in records) == ["canceled", "canceled", "canceled"], out
     assert "Traceback" not in out
+
+
+def test_the_live_board_shows_a_childs_jobs_right_after_their_trigger() -> None:
+    from rich.console import Console
+
+    from localci.events import JobStarted, PipelineStarted
+    from localci.report.live import LiveReporter
+
+    reporter = LiveReporter(Console(file=io.StringIO(), width=100), verbosity=0)
+    reporter(
+        PipelineStarted(
+            1,
+            (("a", "s", "on_success"), ("trig", "s", "on_success"), ("b", "s", "on_success")),
+            "/tmp",
+        )
+    )
+    reporter(JobStarted("trig > one", "s"))
+    reporter(JobStarted("trig > two", "s"))
+    assert [view.name for view in reporter.snapshot().jobs] == [
+        "a",
+        "trig",
+        "trig > one",
+        "trig > two",
+        "b",
+    ]
+
+
+def test_parallel_matrix_trigger_jobs_create_one_child_each(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": """
+                deploy:
+                  parallel:
+                    matrix:
+                      - REGION: [eu, us]
+                  trigger:
+                    include: child.yml
+                    strategy: depend
+            """,
+            "child.yml": 'region-job:\n  script: [echo "deploying to $REGION"]\n',
+        },
+    )
+    code, data, output = report(repo)
+    assert code == 0, output
+    for region in ("eu", "us"):
+        child = child_jobs(data, f"deploy: [{region}]")["region-job"]
+        assert f"deploying to {region}" in Path(child["log"]).read_text()
+
+
+def test_lint_rejects_what_gitlab_rejects_in_trigger(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": """
+                t:
+                  trigger:
+                    include:
+                      - artifact: x.yml
+                    strategy: wait
+                    forward: {yaml_variables: maybe}
+            """,
+        },
+    )
+    result = run_cli(repo, "lint")
+    assert result.exit_code == 3, result.output
+    assert "strategy should be depend or mirror, not 'wait'" in result.output
+    assert "must specify the job where to fetch the artifact from" in result.output
+    assert "forward should map" in result.output
+
+
+def test_trigger_include_template_uses_the_include_cache(
+    server: Server,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server.serve(
+        "/raw/master/lib/gitlab/ci/templates/Child.gitlab-ci.yml",
+        "from-template:\n  script: [echo built by the template]\n",
+    )
+    monkeypatch.setenv("LOCALCI_TEMPLATES_URL", f"{server.base}/raw")
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": """
+                t:
+                  trigger:
+                    include:
+                      - template: Child.gitlab-ci.yml
+                    strategy: depend
+            """,
+        },
+    )
+    code, data, output = report(repo)
+    assert code == 0, output
+    assert "fetching template Child.gitlab-ci.yml" in output
+    log = Path(child_jobs(data, "t")["from-template"]["log"]).read_text()
+    assert "built by the template" in log
+    server.routes.clear()
+    code, data, output = report(repo, "--offline")
+    assert code == 0, output
+    assert child_jobs(data, "t")["from-template"]["status"] == "success"

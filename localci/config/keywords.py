@@ -208,9 +208,55 @@ def _trigger(reader: Reader) -> dict[str, Any] | None:
     if isinstance(value, str):
         return {"project": value}
     if isinstance(value, dict):
+        for problem in trigger_problems(value):
+            reader.fail("trigger", problem)
         return dict(value)
     reader.fail("trigger", f"should be a project path or a mapping, not a {type_name(value)}")
     return None
+
+
+_TRIGGER_KEYS = frozenset({"include", "project", "branch", "strategy", "forward", "inputs"})
+_TRIGGER_INCLUDE_KINDS = ("local", "template", "artifact", "project", "remote", "component")
+
+
+def trigger_problems(trigger: dict[str, Any]) -> list[str]:
+    """GitLab's checks of a `trigger:` mapping (bridge job validation)."""
+    problems = []
+    unknown = sorted(set(trigger) - _TRIGGER_KEYS)
+    if unknown:
+        problems.append(f"unknown keys: {', '.join(unknown)}")
+    if ("include" in trigger) == ("project" in trigger):
+        problems.append("needs exactly one of `include` (a child) or `project` (multi-project)")
+    strategy = trigger.get("strategy")
+    if strategy is not None and strategy not in ("depend", "mirror"):
+        problems.append(f"strategy should be depend or mirror, not {strategy!r}")
+    forward = trigger.get("forward")
+    if forward is not None and (
+        not isinstance(forward, dict)
+        or set(forward) - {"yaml_variables", "pipeline_variables"}
+        or not all(isinstance(v, bool) for v in forward.values())
+    ):
+        problems.append("forward should map yaml_variables/pipeline_variables to true or false")
+    include = trigger.get("include")
+    entries = include if isinstance(include, list) else [include] if include is not None else []
+    for entry in entries:
+        problems.extend(_trigger_include_problems(entry))
+    return problems
+
+
+def _trigger_include_problems(entry: Any) -> list[str]:
+    if isinstance(entry, str):
+        return []
+    if not isinstance(entry, dict):
+        return [f"each include should be a path or a mapping, not a {type_name(entry)}"]
+    kinds = [kind for kind in _TRIGGER_INCLUDE_KINDS if kind in entry]
+    if len(kinds) != 1:
+        return [f"each include needs exactly one of {', '.join(_TRIGGER_INCLUDE_KINDS)}"]
+    if kinds == ["artifact"] and "job" not in entry:
+        return ["include config must specify the job where to fetch the artifact from"]
+    if kinds == ["project"] and "file" not in entry:
+        return ["an include of a project needs `file:`"]
+    return []
 
 
 # ---- variables -------------------------------------------------------------------------------

@@ -378,6 +378,8 @@ def _copy_tree(source: Path, target: Path) -> None:
         except FileNotFoundError:
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
+            dst.unlink()  # left by an earlier job of the slot (GIT_CLEAN_FLAGS: none)
         if rel in nested or stat.S_ISDIR(st.st_mode):
             dst.mkdir(exist_ok=True)
         elif stat.S_ISLNK(st.st_mode):

@@ -76,23 +76,70 @@ def _edges(
             yield Edge(need.job, job.name, need.optional)
 
 
-def render_graph(plan: Plan, fmt: str, console: Console, *, stage_edges: bool = False) -> None:
-    """Print the plan's graph in `fmt` (text, mermaid or dot)."""
+def render_graph(
+    plan: Plan,
+    fmt: str,
+    console: Console,
+    *,
+    stage_edges: bool = False,
+    children: Mapping[str, Plan] | None = None,
+) -> None:
+    """Print the plan's graph in `fmt` (text, mermaid or dot); `children` are the planned
+    child pipelines by trigger job (drawn as clusters hanging off their trigger job)."""
     if fmt == "text":
         console.print(graph_table(plan, console.width))
         return
-    console.out(graph_source(plan, fmt, stage_edges=stage_edges), highlight=False, end="")
+    source = graph_source(plan, fmt, stage_edges=stage_edges, children=children)
+    console.out(source, highlight=False, end="")
 
 
-def graph_source(plan: Plan, fmt: str, *, stage_edges: bool = False) -> str:
+def graph_source(
+    plan: Plan,
+    fmt: str,
+    *,
+    stage_edges: bool = False,
+    children: Mapping[str, Plan] | None = None,
+) -> str:
     """The Mermaid or DOT source of the plan's graph, ending with a newline."""
     graph = build_graph(plan, stage_edges=stage_edges)
     comment = "" if plan.created else f"no pipeline is created: {plan.workflow_reason}"
     if fmt == "mermaid":
-        return "\n".join(mermaid_lines(graph, comment)) + "\n"
+        lines = list(mermaid_lines(graph, comment))
+        lines.extend(_child_lines(graph, children or {}, mermaid=True))
+        return "\n".join(lines) + "\n"
     if fmt == "dot":
-        return "\n".join(dot_lines(graph, comment)) + "\n"
+        lines = list(dot_lines(graph, comment))
+        lines[-1:-1] = _child_lines(graph, children or {}, mermaid=False)
+        return "\n".join(lines) + "\n"
     raise UsageError(f"graph format {fmt!r}: expected one of {', '.join(FORMATS)}")
+
+
+def _child_lines(graph: Graph, children: Mapping[str, Plan], *, mermaid: bool) -> Iterator[str]:
+    """Each child pipeline as a cluster of its jobs and needs, linked from its trigger job."""
+    for number, (trigger, plan) in enumerate(children.items()):
+        if trigger not in graph.ids:
+            continue
+        child = build_graph(plan)
+        ids = {name: f"c{number}{node}" for name, node in child.ids.items()}
+        jobs = [job for _, stage_jobs in child.stages for job in stage_jobs]
+        title = f"child pipeline of {trigger}"
+        if mermaid:
+            yield f'    subgraph c{number}["{mermaid_label(title)}"]'
+            yield from (f'        {ids[j.name]}["{mermaid_label(j.name)}"]' for j in jobs)
+            yield "    end"
+            yield f"    {graph.ids[trigger]} -.-> c{number}"
+            yield from (f"    {ids[e.source]} --> {ids[e.target]}" for e in child.edges)
+        else:
+            yield f"    subgraph cluster_c{number} {{"
+            yield f"        label={dot_string(title)}; style=dashed;"
+            yield from (f"        {ids[j.name]} [label={dot_string(j.name)}];" for j in jobs)
+            yield "    }"
+            yield from (
+                f"    {graph.ids[trigger]} -> {ids[j.name]} [style=dotted];"
+                for j in jobs
+                if not j.dag or not j.needs
+            )
+            yield from (f"    {ids[e.source]} -> {ids[e.target]};" for e in child.edges)
 
 
 def mermaid_label(text: str) -> str:
