@@ -24,7 +24,7 @@ from localci.execute.durations import parse_duration
 from localci.execute.git_isolation import job_inherited_env
 from localci.execute.process import ProcessOutcome, kill_session, run_bash
 from localci.execute.results import JobResult, Status
-from localci.execute.store import Store
+from localci.execute.store import Store, remove_tree
 from localci.execute.venvs import PythonNotFound, VenvFactory, activated_env, python_for_image
 from localci.execute.workspace import Snapshot, Workspace, WorkspacePool, prepare_workspace
 from localci.plan.model import PlannedJob
@@ -83,6 +83,9 @@ class RunContext:
 
 class JobHooks:
     """Cache and artifact handling around a job's scripts (see localci.execute.transfer)."""
+
+    #: Masked values: never shown in what the hooks record (cache keys may be built from them).
+    secrets: tuple[str, ...] = ()
 
     def dotenv(self, job: PlannedJob) -> Mapping[str, VarValue]:
         return {}
@@ -156,6 +159,7 @@ class JobRunner:
             )
         assert attempt is not None
         allowed = _failure_allowed(job, attempt)
+        secrets = _secrets(job, self.ctx)
         return JobResult(
             name=job.name,
             stage=job.stage,
@@ -164,11 +168,11 @@ class JobRunner:
             exit_code=attempt.exit_code,
             duration_s=time.monotonic() - started,
             log=str(log_path),
-            reason=attempt.reason,
+            reason=mask_text(attempt.reason, secrets),
             attempts=number,
             tests=attempt.extra.get("tests"),  # type: ignore[arg-type]
             coverage=attempt.extra.get("coverage"),  # type: ignore[arg-type]
-            notes=tuple(notes),
+            notes=tuple(mask_text(note, secrets) for note in notes),
         )
 
     def _attempt(
@@ -193,6 +197,8 @@ class JobRunner:
                     "runner_system_failure",
                     {},
                 )
+            finally:
+                remove_secret_files(ws)  # `file: true` values stay on disk no longer than the job
 
     def _run_in(
         self,
@@ -204,6 +210,7 @@ class JobRunner:
     ) -> _Attempt:
         ctx = self.ctx
         _end_leftovers(ws, writer)
+        remove_secret_files(ws)  # of a run that was SIGKILLed
         writer.line(f"Preparing workspace {ws.project_dir}")
         prepare_workspace(
             ws, ctx.snapshot, ref=ctx.ref, ref_is_tag=ctx.ref_is_tag, user_git_dir=ctx.user_git_dir
@@ -223,6 +230,7 @@ class JobRunner:
             timeout_s=timeout_s,
             cancel=cancel,
             on_start=lambda pid: _remember_session(ws, pid),
+            unsplit=writer.secrets,
         )
         attempt = _judge(outcome, timeout_s)
         if job.job.after_script and not outcome.timed_out:
@@ -290,8 +298,8 @@ class JobRunner:
         if ctx.offline and "PIP_NO_INDEX" not in layers:
             layers["PIP_NO_INDEX"] = VarValue("1")
         expanded = expand_gitlab(layers)
-        file_dir = ws.builds_dir / "tmp"
-        file_dir.mkdir(parents=True, exist_ok=True)
+        file_dir = secret_files_dir(ws)
+        file_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return {**job_inherited_env(base, ws.builds_dir), **runner_environment(expanded, file_dir)}
 
     def _after_script(
@@ -315,6 +323,7 @@ class JobRunner:
             timeout_s=timeout,
             cancel=None,
             on_start=lambda pid: _remember_session(ws, pid),
+            unsplit=writer.secrets,
         )
         if outcome.exit_code not in (0, None) or outcome.timed_out:
             writer.line(
@@ -404,7 +413,8 @@ def _timeout(job: PlannedJob, default: float) -> float:
 
 
 def _secrets(job: PlannedJob, ctx: RunContext) -> tuple[str, ...]:
-    return tuple(v.value for v in ctx.user_variables.values() if v.masked and len(v.value) >= 4)
+    # Every masked value is at least 8 characters: app.user_variables refuses shorter ones.
+    return tuple(v.value for v in ctx.user_variables.values() if v.masked and v.value)
 
 
 def _environment_tuple(job: PlannedJob) -> tuple[str, str | None, str, str | None] | None:
@@ -435,6 +445,20 @@ def _file_name(name: str) -> str:
 
 
 _SESSION_FILE = "job-session"
+
+
+def secret_files_dir(ws: Workspace) -> Path:
+    """Where the values of `file: true` variables are written for one job."""
+    return ws.builds_dir / "tmp"
+
+
+def remove_secret_files(ws: Workspace) -> None:
+    """Delete the `file: true` values (a job may have swapped their folder for a link)."""
+    path = secret_files_dir(ws)
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    else:
+        remove_tree(path)
 
 
 def _remember_session(ws: Workspace, pid: int) -> None:

@@ -114,7 +114,7 @@ def _run_jobs(
         color=options.color,
         pip_cache_dir=user_cache_dir() / "pip",
         offline=options.offline,
-        hooks=hooks_factory(store, pipeline_id) if hooks_factory else None,
+        hooks=_hooks(hooks_factory, store, pipeline_id, plan),
     )
 
     def report(result: JobResult) -> None:
@@ -129,6 +129,16 @@ def _run_jobs(
         manual=options.manual,
         cancel_on_failure=options.cancel_on_failure,
     ).run()
+
+
+def _hooks(
+    factory: Callable[[Store, int], JobHooks] | None, store: Store, pipeline_id: int, plan: Plan
+) -> JobHooks | None:
+    if factory is None:
+        return None
+    hooks = factory(store, pipeline_id)
+    hooks.secrets = tuple(v.value for v in plan.user_variables.values() if v.masked and v.value)
+    return hooks
 
 
 def _announce_unsupported(jobs: Sequence[PlannedJob], emit: Callable[[Event], None]) -> None:
