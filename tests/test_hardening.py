@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from localci.config.model import Cache
-from localci.execute.artifacts import read_manifest, verify_tree
+from localci.config.model import Artifacts, Cache
+from localci.execute.artifacts import artifacts_root, job_dir_name, read_manifest, verify_tree
 from localci.execute.git_isolation import (
     KNOWN_LOCAL_ENV_VARS,
     local_env_vars,
@@ -449,3 +450,24 @@ def test_masked_var_and_the_dotenv_convention_mask_values(tmp_path: Path) -> Non
     refused = run_cli(repo, "list", "--masked-var", "A=short")
     assert refused.exit_code == 2
     assert "A cannot be masked: it is shorter than 8 characters" in refused.output
+
+
+def test_artifacts_are_stored_as_copies_sharing_no_inode(tmp_path: Path) -> None:
+    project = Project.make(tmp_path)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("the user's file\n")
+    inodes: dict[str, int] = {}
+
+    def produce(root: Path) -> None:
+        (root / "out").mkdir()
+        (root / "out" / "model.bin").write_text("weights\n")
+        os.link(outside, root / "out" / "linked.txt")  # a job hard-linking an outside file
+        inodes.update({p.name: p.stat().st_ino for p in (root / "out").iterdir()})
+
+    project.run(planned("build", artifacts=Artifacts(paths=("out",))), produce)
+    stored = artifacts_root(project.store, project.pipeline_id) / job_dir_name("build") / "data"
+    for name, ino in inodes.items():
+        kept = stored / "out" / name
+        assert kept.stat().st_ino != ino and kept.stat().st_nlink == 1
+    assert (stored / "out" / "linked.txt").read_text() == "the user's file\n"
+    assert outside.stat().st_nlink == 2  # the job's link only, none from the store
