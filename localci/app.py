@@ -18,9 +18,11 @@ from localci.errors import UsageError
 from localci.globs import fnmatch_ruby
 from localci.plan.context import PipelineContext, changed_paths, detect_context
 from localci.plan.variables import (
+    MASKING_HINT,
     VarValue,
     include_rule_variables,
     load_variables_file,
+    masking_problem,
     parse_assignment,
 )
 
@@ -44,6 +46,7 @@ class ContextOptions:
     changes_since: str | None = None
     protected: Sequence[str] = ()
     variables: Sequence[str] = ()
+    masked_variables: Sequence[str] = ()
     variables_file: Path | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
     includes: IncludeOptions = field(default_factory=IncludeOptions)
@@ -148,4 +151,20 @@ def user_variables(directory: Path, options: ContextOptions) -> dict[str, VarVal
         name, value = parse_assignment(assignment)
         masked = out[name].masked if name in out else False
         out[name] = VarValue(value, masked=masked)
+    out.update(masked_assignments(options.masked_variables))
+    return out
+
+
+def masked_assignments(assignments: Sequence[str]) -> dict[str, VarValue]:
+    """`--masked-var NAME=VALUE`: like `--var`, masked in every log; refused as GitLab would."""
+    out: dict[str, VarValue] = {}
+    for assignment in assignments:
+        name, value = parse_assignment(assignment)
+        var = VarValue(value, masked=True)
+        why = masking_problem(var)
+        if why is not None:
+            raise UsageError(
+                f"--masked-var {name}: {name} cannot be masked: {why}\n    hint: {MASKING_HINT}"
+            )
+        out[name] = var
     return out

@@ -143,6 +143,13 @@ def context_options(func: F) -> F:
             help="A pipeline variable (highest precedence); repeatable.",
         ),
         click.option(
+            "--masked-var",
+            "masked_variables",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Like --var, and masked in every log and report (GitLab's masking rules).",
+        ),
+        click.option(
             "--variables-file",
             type=click.Path(dir_okay=False, path_type=Path),
             help="YAML or dotenv file of variables (default: "
@@ -182,6 +189,7 @@ def _context(kwargs: dict[str, Any]) -> ContextOptions:
         tag=kwargs.pop("tag"),
         source=kwargs.pop("source"),
         variables=kwargs.pop("variables"),
+        masked_variables=kwargs.pop("masked_variables"),
         variables_file=kwargs.pop("variables_file"),
         default_branch=kwargs.pop("default_branch"),
         mr_target=kwargs.pop("mr_target"),

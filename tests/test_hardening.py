@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from localci.config.model import Cache
-from localci.execute.artifacts import read_manifest, verify_tree
+from localci.config.model import Artifacts, Cache
+from localci.execute.artifacts import artifacts_root, job_dir_name, read_manifest, verify_tree
 from localci.execute.git_isolation import (
     KNOWN_LOCAL_ENV_VARS,
     local_env_vars,
@@ -319,3 +320,154 @@ def test_a_job_cannot_reach_the_users_tree_by_path_symlink_or_git(tmp_path: Path
     assert not list(tmp_path.rglob("escaped-by-*"))
     assert (user / "uncommitted.txt").read_text() == "the user's work\n"
     assert not (user / ".localci" / "builds").exists()
+
+
+# ---- item 4: masking ----------------------------------------------------------------------------
+
+RAW_SECRET = "Raw$HOME-s3cret!x"  # `$` and `!`: allowed only with `expand: false`
+FILE_SECRET = "file-s3cret-Value42"
+MASKING_PIPELINE = """\
+    job:
+      script:
+        - head -c 65530 /dev/zero | tr '\\000' x; echo "$RAW"
+        - echo "raw seen as $RAW"
+        - cat "$KEYFILE"; echo
+        - mkdir -p out && echo x > out/f
+      cache: {key: "k-$RAW", paths: [out]}
+"""
+
+
+def _masking_repo(tmp_path: Path, variables: str) -> Path:
+    return make_repo(
+        tmp_path / "p",
+        {".gitlab-ci.yml": MASKING_PIPELINE, ".localci/variables.yml": variables},
+    )
+
+
+def test_masked_values_stay_masked_across_the_line_cut_in_keys_and_on_disk(
+    tmp_path: Path,
+) -> None:
+    variables = (
+        f"RAW: {{value: '{RAW_SECRET}', masked: true, expand: false}}\n"
+        f"KEYFILE: {{value: {FILE_SECRET}, masked: true, file: true}}\n"
+    )
+    repo = _masking_repo(tmp_path, variables)
+    report = tmp_path / "report.json"
+    result = run_localci(repo, "run", "--json-report", str(report))
+    assert result.exit_code == 0, result.output
+    everything = result.output + report.read_text() + _logs(repo)
+    for secret in (RAW_SECRET, FILE_SECRET):
+        assert secret not in everything
+    assert "raw seen as [MASKED]" in result.output  # (d): the job sees the raw value, masked
+    # (a) the 64 KiB cut falls inside the value: the piece ends before it, the value is masked
+    leaked = everything.find(RAW_SECRET[:6])
+    assert leaked < 0, everything[max(0, leaked - 300) : leaked + 100]
+    assert "x\n[MASKED]" in _logs(repo)
+    listed = run_cli(repo, "cache", "list")
+    assert RAW_SECRET not in listed.output and "k-[MASKED]" in listed.output  # (e)
+    builds = project_builds_root(repo)
+    on_disk = [p for p in builds.rglob("*") if p.is_file() and FILE_SECRET.encode() in _bytes(p)]
+    assert on_disk == []  # (f): file variables are removed when the job ends
+
+
+def _bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def _logs(repo: Path) -> str:
+    return "".join(p.read_text() for p in (repo / ".localci").rglob("*.log"))
+
+
+def test_an_invalid_cache_key_from_a_masked_value_is_masked_everywhere(tmp_path: Path) -> None:
+    secret = "abcd-s3cret-1234"
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": "job:\n  script: [true]\n  cache: {key: 'a/$TOKEN', paths: [x]}\n",
+        },
+    )
+    report = tmp_path / "report.json"
+    result = run_localci(
+        repo, "run", "--masked-var", f"TOKEN={secret}", "--json-report", str(report)
+    )
+    assert result.exit_code == 1, result.output
+    assert "a/[MASKED]" in result.output
+    for text in (
+        result.output,
+        report.read_text(),
+        _logs(repo),
+        run_cli(repo, "cache", "list").output,
+    ):
+        assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ('{value: "line-one\\nline-two", masked: true}', "spans several lines"),
+        ("{value: short, masked: true}", "is shorter than 8 characters"),
+        (
+            "{value: 'abc$HOME-xyz', masked: true}",
+            "contains '$', which an expanded masked variable cannot hold",
+        ),
+        ("{value: 'with space-x', masked: true, expand: false}", "contains whitespace"),
+    ],
+)
+def test_values_gitlab_cannot_mask_are_refused_with_their_line(
+    tmp_path: Path, entry: str, reason: str
+) -> None:
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": "job:\n  script: [true]\n",
+            ".localci/variables.yml": f"A: 1\nTOKEN: {entry}\n",
+        },
+    )
+    result = run_cli(repo, "list")
+    assert result.exit_code == 3, result.output
+    assert "variables.yml:2" in result.output
+    assert f"TOKEN cannot be masked: it {reason}" in result.output
+
+
+def test_masked_var_and_the_dotenv_convention_mask_values(tmp_path: Path) -> None:
+    from_option, from_dotenv = "opt-s3cret-Value", "env-s3cret-Value"
+    repo = make_repo(
+        tmp_path / "p",
+        {".gitlab-ci.yml": 'job:\n  script:\n    - echo "$A $B"\n'},
+    )
+    env_file = tmp_path / "vars.env"
+    env_file.write_text(f"B={from_dotenv}  # masked\n")
+    result = run_localci(
+        repo, "run", "--masked-var", f"A={from_option}", "--variables-file", str(env_file)
+    )
+    assert result.exit_code == 0, result.output
+    assert "[MASKED] [MASKED]" in result.output
+    assert from_option not in result.output + _logs(repo)
+    assert from_dotenv not in result.output + _logs(repo)
+    refused = run_cli(repo, "list", "--masked-var", "A=short")
+    assert refused.exit_code == 2
+    assert "A cannot be masked: it is shorter than 8 characters" in refused.output
+
+
+def test_artifacts_are_stored_as_copies_sharing_no_inode(tmp_path: Path) -> None:
+    project = Project.make(tmp_path)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("the user's file\n")
+    inodes: dict[str, int] = {}
+
+    def produce(root: Path) -> None:
+        (root / "out").mkdir()
+        (root / "out" / "model.bin").write_text("weights\n")
+        os.link(outside, root / "out" / "linked.txt")  # a job hard-linking an outside file
+        inodes.update({p.name: p.stat().st_ino for p in (root / "out").iterdir()})
+
+    project.run(planned("build", artifacts=Artifacts(paths=("out",))), produce)
+    stored = artifacts_root(project.store, project.pipeline_id) / job_dir_name("build") / "data"
+    for name, ino in inodes.items():
+        kept = stored / "out" / name
+        assert kept.stat().st_ino != ino and kept.stat().st_nlink == 1
+    assert (stored / "out" / "linked.txt").read_text() == "the user's file\n"
+    assert outside.stat().st_nlink == 2  # the job's link only, none from the store

@@ -342,7 +342,7 @@ class CacheStore:
             saved = meta.get("saved_at")
             infos.append(
                 CacheInfo(
-                    key=str(meta.get("key", "")),
+                    key=str(meta.get("shown_key", meta.get("key", ""))),
                     size_bytes=manifest.size_bytes,
                     files=manifest.files,
                     saved_at=iso_time(float(saved)) if isinstance(saved, (int, float)) else "",

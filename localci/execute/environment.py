@@ -90,7 +90,7 @@ def job_environment(
         layers["PIP_NO_INDEX"] = VarValue("1")
     expanded = expand_gitlab(layers)
     paths = facts.paths
-    paths.file_dir.mkdir(parents=True, exist_ok=True)
+    paths.file_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # secrets: the user's only
     variables = runner_environment(expanded, paths.file_dir, visible_dir=paths.visible_file_dir)
     return {**base, **variables}
 

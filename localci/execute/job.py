@@ -34,7 +34,7 @@ from localci.execute.interpreters import (
 )
 from localci.execute.process import ProcessOutcome, kill_session, run_bash
 from localci.execute.results import JobResult, Status
-from localci.execute.store import Store
+from localci.execute.store import Store, remove_tree
 from localci.execute.venvs import VenvFactory, activated_env
 from localci.execute.workspace import Snapshot, Workspace, WorkspacePool
 from localci.plan.model import PlannedJob
@@ -87,6 +87,9 @@ class RunContext:
 
 class JobHooks:
     """Cache and artifact handling around a job's scripts (see localci.execute.transfer)."""
+
+    #: Masked values: never shown in what the hooks record (cache keys may be built from them).
+    secrets: tuple[str, ...] = ()
 
     def dotenv(self, job: PlannedJob) -> Mapping[str, VarValue]:
         return {}
@@ -162,6 +165,7 @@ class JobRunner:
             )
         assert attempt is not None
         allowed = _failure_allowed(job, attempt)
+        secrets = _secrets(job, self.ctx)
         return JobResult(
             name=job.name,
             stage=job.stage,
@@ -170,11 +174,11 @@ class JobRunner:
             exit_code=attempt.exit_code,
             duration_s=time.monotonic() - started,
             log=str(log_path),
-            reason=attempt.reason,
+            reason=mask_text(attempt.reason, secrets),
             attempts=number,
             tests=attempt.extra.get("tests"),  # type: ignore[arg-type]
             coverage=attempt.extra.get("coverage"),  # type: ignore[arg-type]
-            notes=tuple(notes),
+            notes=tuple(mask_text(note, secrets) for note in notes),
             started_at=started_at,
             finished_at=time.time(),
             python_substitution=next((n for n in notes if n.startswith("ran on ")), ""),
@@ -203,6 +207,8 @@ class JobRunner:
                     "runner_system_failure",
                     {},
                 )
+            finally:
+                remove_secret_files(ws)  # `file: true` values stay on disk no longer than the job
 
     def _run_in(
         self,
@@ -217,6 +223,7 @@ class JobRunner:
         if python.substitution:  # the log's first line: the job did not run as written
             _note(notes, writer, python.substitution)
         _end_leftovers(ws, writer)
+        remove_secret_files(ws)  # of a run that was SIGKILLed
         writer.line(f"Preparing workspace {ws.project_dir}")
         git = git_settings(_git_variables(job, ctx), full_history=ctx.full_history)
         for warning in git.warnings:
@@ -271,7 +278,7 @@ class JobRunner:
             started_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             timeout_s=int(timeout_s),
             paths=JobPaths(
-                ws.project_dir, ws.builds_dir, ws.builds_dir / "tmp", ws.builds_dir / "tmp"
+                ws.project_dir, ws.builds_dir, secret_files_dir(ws), secret_files_dir(ws)
             ),
             pip_cache_dir=ctx.pip_cache_dir,
             offline=ctx.offline,
@@ -282,7 +289,9 @@ class JobRunner:
         base = self._venv(job, python, ws, writer, notes)
         base = job_inherited_env(base, ws.builds_dir)
         env = job_environment(job, facts, dotenv, ctx.user_variables, base)
-        return contextlib.nullcontext(_HostSession(ws, env, ctx.color, writer.line))
+        return contextlib.nullcontext(
+            _HostSession(ws, env, ctx.color, writer.line, writer.secrets)
+        )
 
     def python_choice(self, job: PlannedJob) -> PythonChoice:
         return python_for_job(job, self.ctx.python, self.ctx.base_env)
@@ -355,13 +364,19 @@ class _HostSession:
     """Runs a job's programs with bash on this machine, in the workspace (venv or host)."""
 
     def __init__(
-        self, ws: Workspace, env: dict[str, str], color: bool, log: Callable[[str], None]
+        self,
+        ws: Workspace,
+        env: dict[str, str],
+        color: bool,
+        log: Callable[[str], None],
+        secrets: Sequence[str] = (),
     ) -> None:
         self.ws = ws
         self.env = env
         self.host_env = env
         self.color = color
         self.log = log
+        self.secrets = secrets  # never cut inside one when a long line is split
 
     def run(
         self,
@@ -383,6 +398,7 @@ class _HostSession:
             timeout_s=timeout_s,
             cancel=cancel,
             on_start=lambda pid: _remember_session(ws, pid),
+            unsplit=self.secrets,
         )
 
 
@@ -472,7 +488,8 @@ def _timeout(job: PlannedJob, default: float) -> float:
 
 
 def _secrets(job: PlannedJob, ctx: RunContext) -> tuple[str, ...]:
-    return tuple(v.value for v in ctx.user_variables.values() if v.masked and len(v.value) >= 4)
+    # Every masked value is at least 8 characters: app.user_variables refuses shorter ones.
+    return tuple(v.value for v in ctx.user_variables.values() if v.masked and v.value)
 
 
 def python_for_job(job: PlannedJob, option: str | None, env: Mapping[str, str]) -> PythonChoice:
@@ -503,6 +520,20 @@ def file_name(name: str) -> str:
 
 
 _SESSION_FILE = "job-session"
+
+
+def secret_files_dir(ws: Workspace) -> Path:
+    """Where the values of `file: true` variables are written for one job."""
+    return ws.builds_dir / "tmp"
+
+
+def remove_secret_files(ws: Workspace) -> None:
+    """Delete the `file: true` values (a job may have swapped their folder for a link)."""
+    path = secret_files_dir(ws)
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    else:
+        remove_tree(path)
 
 
 def _remember_session(ws: Workspace, pid: int) -> None:

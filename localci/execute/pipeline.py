@@ -148,7 +148,7 @@ def _run_jobs(
         pip_cache_dir=user_cache_dir() / "pip",
         offline=options.offline,
         full_history=options.full_history,
-        hooks=hooks_factory(store, pipeline_id) if hooks_factory else None,
+        hooks=_hooks(hooks_factory, store, pipeline_id, plan),
         executor=options.executor,
         containers=containers,
     )
@@ -172,6 +172,15 @@ def _run_jobs(
             downstream.finish(results)
         _join_sweepers()
 
+
+def _hooks(
+    factory: Callable[[Store, int], JobHooks] | None, store: Store, pipeline_id: int, plan: Plan
+) -> JobHooks | None:
+    if factory is None:
+        return None
+    hooks = factory(store, pipeline_id)
+    hooks.secrets = tuple(v.value for v in plan.user_variables.values() if v.masked and v.value)
+    return hooks
 
 
 def _downstream(

@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,20 +56,23 @@ def run_bash(
     cancel: threading.Event | None = None,
     term_grace_s: float = 3.0,
     on_start: Callable[[int], None] | None = None,
+    unsplit: Sequence[str] = (),
 ) -> ProcessOutcome:
     """Run `script` with `bash --noprofile --norc` in `cwd` with exactly `env`, stdin /dev/null.
 
     stdout and stderr are merged and handed to `on_output` line by line (without the `\\n`;
-    lines longer than 64 KiB arrive in pieces). On timeout or cancel the process group gets
-    SIGTERM, then SIGKILL after `term_grace_s`. When bash exits, whatever it left running is
-    ended the same way. Safe to call from several threads at once.
+    lines longer than 64 KiB arrive in pieces, never cut inside one of the `unsplit` texts, so
+    a masked value reaches `on_output` whole and can be masked). On timeout or cancel the
+    process group gets SIGTERM, then SIGKILL after `term_grace_s`. When bash exits, whatever it
+    left running is ended the same way. Safe to call from several threads at once.
     """
     if cancel is not None and cancel.is_set():
         return ProcessOutcome(None, timed_out=False, canceled=True, duration_s=0.0)
     start = time.monotonic()
     deadline = None if timeout_s is None else start + timeout_s
     with _script_file(script) as path:
-        child = _Child(_spawn(path, cwd, env), _LineSplitter(on_output))
+        splitter = _LineSplitter(on_output, tuple(t.encode() for t in unsplit if t))
+        child = _Child(_spawn(path, cwd, env), splitter)
         try:
             if on_start is not None:
                 on_start(child.proc.pid)
@@ -170,9 +173,10 @@ def _bash() -> str:
 class _LineSplitter:
     """Bytes in, decoded lines out; memory stays bounded by MAX_LINE_BYTES plus one read."""
 
-    def __init__(self, emit: Callable[[str], None]) -> None:
+    def __init__(self, emit: Callable[[str], None], unsplit: tuple[bytes, ...] = ()) -> None:
         self._emit = emit
         self._buffer = bytearray()
+        self._unsplit = unsplit
 
     def feed(self, data: bytes) -> None:
         buffer = self._buffer
@@ -183,7 +187,7 @@ class _LineSplitter:
             start = end + 1
         del buffer[:start]
         while len(buffer) > MAX_LINE_BYTES:
-            cut = _char_boundary(buffer, MAX_LINE_BYTES)
+            cut = self._cut(buffer)
             self._send(buffer[:cut])
             del buffer[:cut]
 
@@ -194,10 +198,23 @@ class _LineSplitter:
 
     def _send(self, line: bytes | bytearray) -> None:
         while len(line) > MAX_LINE_BYTES:
-            cut = _char_boundary(line, MAX_LINE_BYTES)
+            cut = self._cut(line)
             self._emit(line[:cut].decode("utf-8", errors="replace"))
             line = line[cut:]
         self._emit(line.decode("utf-8", errors="replace"))
+
+    def _cut(self, buffer: bytes | bytearray) -> int:
+        """Where to cut a too-long line: at MAX_LINE_BYTES, moved back to the start of an
+        `unsplit` text that would straddle it (and off a UTF-8 sequence)."""
+        cut = _char_boundary(buffer, MAX_LINE_BYTES)
+        moved = True
+        while moved:  # a move can make another text straddle the new cut
+            moved = False
+            for text in self._unsplit:
+                start = buffer.find(text, max(0, cut - len(text) + 1), cut + len(text) - 1)
+                if 0 < start < cut:
+                    cut, moved = start, True
+        return cut
 
 
 def _char_boundary(buffer: bytes | bytearray, limit: int) -> int:

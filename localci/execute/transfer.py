@@ -47,7 +47,7 @@ from localci.execute.results import TestSummary
 from localci.execute.store import Store, state_error
 from localci.execute.workspace import Workspace
 from localci.plan.model import PlannedJob
-from localci.plan.variables import VarValue, expand_runner, parse_dotenv_report
+from localci.plan.variables import VarValue, expand_runner, mask_text, parse_dotenv_report
 
 __all__ = [
     "ArtifactInfo",
@@ -302,7 +302,14 @@ class TransferHooks(JobHooks):
             say(f"WARNING: no files to cache; cache {run.key} is left as it was")
             return
         known = {e.path: e for e in restored.manifest.entries} if restored else {}
-        meta = {"job": job.name, "pipeline": self.pipeline_id, "saved_at": time.time()}
+        meta: dict[str, object] = {
+            "job": job.name,
+            "pipeline": self.pipeline_id,
+            "saved_at": time.time(),
+        }
+        shown = mask_text(run.key, self.secrets)
+        if shown != run.key:
+            meta["shown_key"] = shown  # what `localci cache list` prints
         try:
             manifest = self.caches.save(
                 run.key, root, selection.paths, builds_dir=ws.builds_dir, meta=meta, known=known

@@ -517,6 +517,33 @@ def _write_secret(file_dir: Path, name: str, value: str) -> str:
     return str(path)
 
 
+# GitLab's Ci::Maskable: an expanded masked value uses only these characters; a raw one
+# (`expand: false`) anything but whitespace. Both need 8 characters and one line.
+MASK_MIN_LENGTH = 8
+_MASKABLE = re.compile(r"[a-zA-Z0-9_+=/@:.~-]*")
+MASKING_HINT = (
+    "GitLab refuses such a masked variable: use 8 or more characters from letters, digits "
+    "and _+=/@:.~- on one line (`expand: false` also allows other non-space characters), "
+    "or drop `masked`"
+)
+
+
+def masking_problem(var: VarValue) -> str | None:
+    """Why GitLab would refuse `var` as a masked variable, or None when it may be masked."""
+    value = var.value
+    if "\n" in value or "\r" in value:
+        return "it spans several lines"
+    if len(value) < MASK_MIN_LENGTH:
+        return f"it is shorter than {MASK_MIN_LENGTH} characters"
+    if var.raw:
+        spaces = re.search(r"\s", value)
+        return "it contains whitespace" if spaces else None
+    if _MASKABLE.fullmatch(value):
+        return None
+    bad = "".join(sorted({c for c in value if not _MASKABLE.fullmatch(c)}))
+    return f"it contains {bad!r}, which an expanded masked variable cannot hold"
+
+
 def mask_text(text: str, secrets: Iterable[str]) -> str:
     """Replace every occurrence of each non-empty secret by `[MASKED]` (longest first)."""
     unique = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
@@ -594,10 +621,21 @@ def _load_dotenv_file(path: Path, text: str) -> dict[str, VarValue]:
             index += exc.used
             continue
         index += used
-        found[name] = VarValue(value)
+        var = VarValue(value, masked=_marked_masked(lines[index - 1]))
+        why = masking_problem(var) if var.masked else None
+        if why is not None:
+            problems.append(
+                _file_problem(path, number, f"{name} cannot be masked: {why}", MASKING_HINT)
+            )
+        found[name] = var
     if problems:
         raise ConfigError(problems)
     return found
+
+
+def _marked_masked(last_line: str) -> bool:
+    """The dotenv convention for a masked value: the assignment ends with `# masked`."""
+    return re.search(r"\s#\s*masked\s*$", last_line) is not None
 
 
 def _dotenv_assignment(line: str, following: list[str]) -> tuple[str, str, int]:
@@ -674,6 +712,10 @@ def _load_yaml_file(path: Path, text: str) -> dict[str, VarValue]:
         except _NodeError as exc:
             problems.append(_file_problem(path, exc.line, exc.message, exc.hint))
             continue
+        why = masking_problem(value) if value.masked else None
+        if why is not None:
+            message = f"{name} cannot be masked: {why}"
+            problems.append(_file_problem(path, _line(key_node), message, MASKING_HINT))
         found[name] = value
     if problems:
         raise ConfigError(problems)
