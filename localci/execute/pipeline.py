@@ -273,6 +273,8 @@ def job_json(result: JobResult) -> dict[str, object]:
         }
     if result.coverage is not None:
         out["coverage"] = result.coverage
+    if result.unstarted_services:
+        out["services_not_started"] = list(result.unstarted_services)
     return out
 
 
