@@ -663,6 +663,8 @@ def services(reader: Reader, key: str, value: Any) -> tuple[Service, ...] | None
             found = _service(reader.child(key, item))
             if found is not None:
                 out.append(found)
+        elif isinstance(item, list):
+            reader.fail(key, "each service should be an image name or a mapping with `name:`")
         elif item is not None:
             out.append(Service(scalar_text(item)))
     return tuple(out)
