@@ -515,3 +515,24 @@ def test_cache_list_with_a_reference_list_is_flattened() -> None:
         ("b", ("b/",)),
         ("c", ("c/",)),
     ]
+
+
+def test_services_parsed_with_aliases() -> None:
+    job = load("""
+        job:
+          script: [x]
+          services:
+            - postgres:15
+            - {name: "redis:7", alias: "cache, kv", command: [redis-server], variables: {A: 1}}
+        """).jobs[0]
+    assert [(s.name, s.aliases) for s in job.services] == [
+        ("postgres:15", ()),
+        ("redis:7", ("cache", "kv")),
+    ]
+    assert job.services[1].command == ("redis-server",)
+    assert job.services[1].variables == {"A": "1"}
+    assert (
+        "a service mapping requires `name:`"
+        in errors("job: {script: [x], services: [{alias: db}]}\n")[0]
+    )
+    assert "image name or a mapping" in errors("job: {script: [x], services: [[a]]}\n")[0]

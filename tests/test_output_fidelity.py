@@ -4,6 +4,7 @@ expanded, and services that cannot be started (no container engine)."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,8 @@ def test_dry_run_names_each_service_alias_and_what_to_do(repo: Path) -> None:
 
 
 def test_run_off_a_terminal(repo: Path) -> None:
-    result = run_cli(repo, "run", "--no-tty")
+    report = repo.parent / "report.json"
+    result = run_cli(repo, "run", "--no-tty", "--json-report", str(report))
     out = result.stdout
     assert result.exit_code == 1, result.output
     # item 10: distinct, uncut [job] prefixes; escape sequences rendered per NO_COLOR
@@ -107,6 +109,8 @@ def test_run_off_a_terminal(repo: Path) -> None:
     assert row.rstrip("│ ").endswith(SERVICES)
     assert "2 job(s) ran without their services" in out
     assert "services: not emulated locally" not in out  # the old one-line run header
+    jobs = json.loads(report.read_text())["jobs"]
+    assert [job["services_not_started"] for job in jobs] == [SERVICES.split("; ")] * 2
 
 
 def test_failed_tail_renders_the_jobs_colours_or_drops_them(tmp_path: Path) -> None:

@@ -719,6 +719,9 @@ def services(reader: Reader, key: str, value: Any) -> tuple[Service, ...] | None
         return None
     out = []
     for item in value:
+        if isinstance(item, list):
+            reader.fail(key, "each service should be an image name or a mapping with `name:`")
+            continue
         if not isinstance(item, dict):
             if item is not None:
                 out.append(Service(Image(scalar_text(item))))

@@ -439,6 +439,8 @@ def job_json(result: JobResult) -> dict[str, object]:
         out["downstream"] = downstream_json(result.downstream)
     if result.python_substitution:
         out["python_substitution"] = result.python_substitution
+    if result.unstarted_services:
+        out["services_not_started"] = list(result.unstarted_services)
     return out
 
 
