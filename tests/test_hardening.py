@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from localci import interrupts
 from localci.config.model import Artifacts, Cache
 from localci.execute.artifacts import artifacts_root, job_dir_name, read_manifest, verify_tree
 from localci.execute.git_isolation import (
@@ -471,3 +474,28 @@ def test_artifacts_are_stored_as_copies_sharing_no_inode(tmp_path: Path) -> None
         assert kept.stat().st_ino != ino and kept.stat().st_nlink == 1
     assert (stored / "out" / "linked.txt").read_text() == "the user's file\n"
     assert outside.stat().st_nlink == 2  # the job's link only, none from the store
+
+
+# ---- item 7: an interrupt that Python swallowed is not lost ---------------------------------
+
+
+class _SignalsItselfWhenCollected:
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs here, inside __del__, where Python drops exceptions
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallow
+def test_an_interrupt_swallowed_inside_del_is_raised_again() -> None:
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    interrupts.reset()
+    interrupts.install()
+    try:
+        _SignalsItselfWhenCollected()  # collected at once; "Exception ignored in ..."
+        assert interrupts.requested()
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.raise_if_requested()
+    finally:
+        interrupts.reset()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
