@@ -81,7 +81,8 @@ def test_list_off_a_terminal_never_truncates_and_names_the_services(repo: Path) 
 
 
 def test_dry_run_names_each_service_alias_and_what_to_do(repo: Path) -> None:
-    result = run_cli(repo, "run", "--dry-run", "--no-tty")
+    # --executor venv: what a machine without a container engine does
+    result = run_cli(repo, "run", "--dry-run", "--no-tty", "--executor", "venv")
     assert result.exit_code == 0, result.output
     assert f"{JOBS[0]}, {JOBS[1]}: services not started: {SERVICES}." in result.stdout
     assert "install a container engine (podman or docker)" in result.stdout
@@ -90,7 +91,9 @@ def test_dry_run_names_each_service_alias_and_what_to_do(repo: Path) -> None:
 
 def test_run_off_a_terminal(repo: Path) -> None:
     report = repo.parent / "report.json"
-    result = run_cli(repo, "run", "--no-tty", "--json-report", str(report))
+    result = run_cli(
+        repo, "run", "--no-tty", "--executor", "venv", "--allow-host", "--json-report", str(report)
+    )
     out = result.stdout
     assert result.exit_code == 1, result.output
     # item 10: distinct, uncut [job] prefixes; escape sequences rendered per NO_COLOR
