@@ -140,7 +140,10 @@ def test_dry_run_names_each_job_interpreter(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     own = current_interpreter()
     text = " ".join(result.output.split())
-    assert f"a: Python {own.full} (localci: {own.path}); ran on {own.minor} instead of 3.4" in text
+    assert (
+        f"a: Python {own.full} (localci: {own.path}); would run on {own.minor} instead of 3.4"
+        in text
+    )
     assert f"b: Python {own.full}" in text
 
 

@@ -142,7 +142,8 @@ def print_job_interpreters(
     """`run --dry-run`: the interpreter each job would use."""
     console.print("Interpreters:")
     for job in jobs:
-        console.print(f"  {job.name}: {python_for_job(job, option, env).describe()}", markup=False)
+        text = python_for_job(job, option, env).describe().replace("; ran on ", "; would run on ")
+        console.print(f"  {job.name}: {text}", markup=False)
 
 
 def install_missing_pythons(
