@@ -37,8 +37,8 @@ variables:
 """
 JOBS = (f"{LONG}: [3.11-with-extras]", f"{LONG}: [3.12-with-extras]")
 SERVICES = (
-    "postgres:15 (host postgres); tutum/wordpress (host tutum-wordpress or tutum__wordpress);"
-    " redis:7 (host cache or kv or redis)"
+    "postgres:15 (host postgres); tutum/wordpress (host tutum__wordpress or tutum-wordpress);"
+    " redis:7 (host redis or cache or kv)"
 )
 
 
@@ -52,13 +52,13 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ("service", "names"),
     [
         (("postgres:15", None), ("postgres",)),
-        (("tutum/wordpress:latest", None), ("tutum-wordpress", "tutum__wordpress")),
+        (("tutum/wordpress:latest", None), ("tutum__wordpress", "tutum-wordpress")),
         (
             ("registry.example.com:5000/grp/db:1@sha256:ab", None),
-            ("registry.example.com-grp-db", "registry.example.com__grp__db"),
+            ("registry.example.com__grp__db", "registry.example.com-grp-db"),
         ),
-        (("redis:7", "cache, kv"), ("cache", "kv", "redis")),
-        (("mysql", "db mysql"), ("db", "mysql")),
+        (("redis:7", "cache, kv"), ("redis", "cache", "kv")),
+        (("mysql", "db mysql"), ("mysql", "db")),
     ],
 )
 def test_service_host_names_follow_gitlab(

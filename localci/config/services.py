@@ -20,17 +20,18 @@ def parse_aliases(text: str) -> tuple[str, ...]:
 
 
 def derived_aliases(image: str) -> tuple[str, ...]:
-    """The host names gitlab-runner gives a service without `alias` (one when they agree)."""
+    """The host names gitlab-runner gives every service: `/` as `__` (primary), then as `-`
+    (one name when they agree)."""
     path = _image_path(image)
     if not path:
         return ()
-    return tuple(dict.fromkeys((path.replace("/", "-"), path.replace("/", "__"))))
+    return tuple(dict.fromkeys((path.replace("/", "__"), path.replace("/", "-"))))
 
 
 def host_names(image: str, alias: str | None = None) -> tuple[str, ...]:
     """Every name a job can use for the service of `image` (its name with the job's variables
-    expanded): the aliases of `alias`, then the derived ones."""
-    return tuple(dict.fromkeys((*parse_aliases(alias or ""), *derived_aliases(image))))
+    expanded): the derived ones, then those of `alias`, in gitlab-runner's order."""
+    return tuple(dict.fromkeys((*derived_aliases(image), *parse_aliases(alias or ""))))
 
 
 def _image_path(image: str) -> str:
