@@ -31,8 +31,10 @@ def note_and_raise(signum: int, frame: FrameType | None) -> None:
 
 
 def raise_if_requested() -> None:
-    """Raise a request whose KeyboardInterrupt may have been swallowed."""
-    if _requested.is_set():
+    """Raise a request whose KeyboardInterrupt may have been swallowed, in the main thread
+    only: other threads (a child pipeline's scheduler) are stopped by their cancel event, which
+    the main thread sets when it handles the interrupt."""
+    if _requested.is_set() and threading.current_thread() is threading.main_thread():
         raise KeyboardInterrupt
 
 

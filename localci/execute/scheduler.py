@@ -83,7 +83,7 @@ class Scheduler:
     def _loop(self, state: _State, pool: ThreadPoolExecutor) -> None:
         while True:
             interrupts.raise_if_requested()
-            if self.cancel.is_set():
+            if self.cancel.is_set() or interrupts.requested():
                 state.stop_starting = True
             progressed = self._settle(state, pool)
             if not state.running:
