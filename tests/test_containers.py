@@ -89,7 +89,7 @@ def test_job_runs_in_its_image_at_gitlab_paths(
     assert not Path("/etc/localci-container-marker").exists()
     assert not (repo / "made-in-container.txt").exists()  # the user's tree is never touched
     assert "Executor: auto; container engine: " + engine.kind in output
-    assert localci_objects(engine) == ([], [])
+    assert localci_objects(engine, repo) == ([], [])
 
 
 def test_sh_only_image_gets_sh_with_the_same_semantics(engine: Engine, tmp_path: Path) -> None:
@@ -167,13 +167,13 @@ def test_timeout_removes_containers_and_network(engine: Engine, tmp_path: Path) 
     assert code == 1
     assert "timed out" in data["jobs"][0]["reason"]
     assert time.monotonic() - started < 60
-    assert localci_objects(engine) == ([], [])
+    assert localci_objects(engine, repo) == ([], [])
 
 
-def _wait_for_container(engine: Engine, seconds: float = 60) -> list[str]:
+def _wait_for_container(engine: Engine, repo: Path, seconds: float = 60) -> list[str]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        containers, _ = localci_objects(engine)
+        containers, _ = localci_objects(engine, repo)
         if any("-script" in name for name in containers):
             return containers
         time.sleep(0.3)
@@ -212,32 +212,32 @@ def test_interrupt_removes_containers_and_network(
     repo = _sleeping_repo(tmp_path / "p")
     proc = _spawn_localci(repo)
     try:
-        _wait_for_container(engine)
+        _wait_for_container(engine, repo)
         proc.send_signal(signum)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130
-    assert localci_objects(engine) == ([], [])
+    assert localci_objects(engine, repo) == ([], [])
 
 
 def test_next_run_removes_what_a_sigkilled_run_left(engine: Engine, tmp_path: Path) -> None:
     repo = _sleeping_repo(tmp_path / "p")
     proc = _spawn_localci(repo)
     try:
-        _wait_for_container(engine)
+        _wait_for_container(engine, repo)
     finally:
         proc.kill()
         proc.wait(timeout=30)
-    containers, networks = localci_objects(engine)
+    containers, networks = localci_objects(engine, repo)
     assert containers and networks  # a SIGKILL leaves them: nobody could clean up
     (repo / ".gitlab-ci.yml").write_text(f"quick:\n  image: {BUSYBOX}\n  script: [true]\n")
     subprocess.run(["git", "commit", "-qam", "quick"], cwd=repo, check=True)
     code, _data, output = run_json(repo)
     assert code == 0, output
     assert "an interrupted run left" in output
-    assert localci_objects(engine) == ([], [])
+    assert localci_objects(engine, repo) == ([], [])
 
 
 def test_files_made_by_root_in_the_container_do_not_break_the_next_job(
