@@ -394,3 +394,27 @@ def test_executor_container_without_an_engine_is_an_unusable_environment(
     result = run_cli(repo, "run", "--no-tty", "--executor", "container")
     assert result.exit_code == 3
     assert "no container engine answers" in result.output
+
+
+def test_executor_host_runs_without_a_virtualenv_and_venv_with_one(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": """
+            job:
+              script: ['echo "venv=${VIRTUAL_ENV:-none} dir=$CI_PROJECT_DIR"']
+            """
+        },
+    )
+    code, data, output = run_json(repo, "--executor", "host")
+    assert code == 0, output
+    log = job_log(data, "job")
+    assert "venv=none" in log and "--executor host: no virtualenv" in log
+    assert f"dir={repo}/.localci/builds/" in log
+    (repo / ".localci").mkdir(exist_ok=True)
+    (repo / ".localci" / "config.yml").write_text("executor: venv\n")
+    code, data, output = run_json(repo)
+    assert code == 0, output
+    assert "venv=none" not in job_log(data, "job")
+    (repo / ".localci" / "config.yml").write_text("executor: sideways\n")
+    assert run_cli(repo, "run", "--no-tty").exit_code == 3
