@@ -475,12 +475,22 @@ def pull(opts: Options, /, executor: str | None, **kwargs: Any) -> None:
             raise UsageError("no container engine answers: install Docker or Podman (see README)")
         click.echo("No job of this pipeline runs in a container; nothing to pull.")
         return
-    engine = placement.engine
-    for image, platform in images_to_pull(jobs, placement):
-        from localci.execute.container.executor import qualified_image
+    from localci.execute.container.engine import EngineError
+    from localci.execute.container.executor import qualified_image
+    from localci.execute.container.images import image_present
 
-        pull_image(engine, qualified_image(engine, image), platform=platform, log=click.echo)
-    click.echo(f"Pulled with {engine.describe()}.")
+    engine, missing = placement.engine, []
+    for image, platform in images_to_pull(jobs, placement):
+        name = qualified_image(engine, image)
+        try:
+            pull_image(engine, name, platform=platform, log=click.echo)
+        except EngineError as exc:
+            if not image_present(engine, name):
+                missing.append(name)
+            click.echo(f"{'kept the local' if name not in missing else 'no'} image {name}: {exc}")
+    if missing:
+        raise EngineError(f"could not pull {', '.join(missing)} (messages above)")
+    click.echo(f"Images ready in {engine.describe()}.")
 
 
 def _console(color: bool | None) -> Console:
