@@ -431,7 +431,9 @@ def _placement(
     from localci.settings import load_settings
 
     settings = load_settings(plan.context.project_dir)
-    placement = place_jobs(jobs, executor or settings.executor, settings.engine)
+    placement = place_jobs(
+        jobs, executor or settings.executor, settings.engine, plan.user_variables
+    )
     if placement.mode == "container" and placement.probed and placement.engine is None:
         from localci.execute.container.engine import EngineError
 
@@ -469,7 +471,7 @@ def pull(opts: Options, /, executor: str | None, **kwargs: Any) -> None:
     settings = load_settings(plan.context.project_dir)
     jobs = list(plan.ordered())
     mode = executor or ("container" if settings.executor == "container" else "auto")
-    placement = place_jobs(jobs, mode, settings.engine)
+    placement = place_jobs(jobs, mode, settings.engine, plan.user_variables)
     if placement.engine is None:
         if placement.probed:
             raise UsageError("no container engine answers: install Docker or Podman (see README)")
@@ -480,7 +482,7 @@ def pull(opts: Options, /, executor: str | None, **kwargs: Any) -> None:
     from localci.execute.container.images import image_present
 
     engine, missing = placement.engine, []
-    for image, platform in images_to_pull(jobs, placement):
+    for image, platform in images_to_pull(jobs, placement, plan.user_variables):
         name = qualified_image(engine, image)
         try:
             pull_image(engine, name, platform=platform, log=click.echo)

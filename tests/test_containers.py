@@ -58,23 +58,26 @@ def test_job_runs_in_its_image_at_gitlab_paths(
     repo = make_repo(
         tmp_path / "p",
         {
-            ".gitlab-ci.yml": f"""
+            ".gitlab-ci.yml": """
             job:
-              image: {BUSYBOX}
+              image: $JOB_IMAGE
               variables:
                 GREETING: "hello world"
               script:
                 - echo "dir=$CI_PROJECT_DIR builds=$CI_BUILDS_DIR pwd=$(pwd)"
                 - cat tracked.txt
-                - echo "host=${{ONLY_ON_THE_HOST:-unset}} greeting=$GREETING"
-                - echo "shared=${{CI_SHARED_ENVIRONMENT:-no}} disposable=$CI_DISPOSABLE_ENVIRONMENT"
+                - echo "host=${ONLY_ON_THE_HOST:-unset} greeting=$GREETING"
+                - echo "shared=${CI_SHARED_ENVIRONMENT:-no} disposable=$CI_DISPOSABLE_ENVIRONMENT"
                 - printf 'secret=%s\\n' "$(cat "$SECRET_FILE")"
                 - echo "$SECRET_FILE"
                 - echo changed > /etc/localci-container-marker
                 - echo made > made-in-container.txt
             """,
             "tracked.txt": "from the repository\n",
-            ".localci/variables.yml": "SECRET_FILE: {value: s3cr3t-value, file: true}\n",
+            ".localci/variables.yml": (
+                "SECRET_FILE: {value: s3cr3t-value, file: true}\n"
+                f"JOB_IMAGE: {BUSYBOX}\n"  # a user variable names the image
+            ),
         },
     )
     code, data, output = run_json(repo)

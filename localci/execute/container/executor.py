@@ -80,7 +80,7 @@ class ContainerRunner:
         self._lock = threading.Lock()
 
     def wants(self, job: PlannedJob) -> bool:
-        return executor_for(job, self.mode, engine_usable=True) == "container"
+        return executor_for(job, self.mode, True, self.user_variables) == "container"
 
     @contextlib.contextmanager
     def session(
@@ -93,7 +93,7 @@ class ContainerRunner:
         notes: list[str],
         cancel: threading.Event,
     ) -> Iterator[_ContainerSession]:
-        image = job_image(job)
+        image = job_image(job, self.user_variables)
         assert image is not None  # wants() only accepts jobs with an image
         prefix = self._prefix(job)
         spec = job.job.image
@@ -167,7 +167,7 @@ class ContainerRunner:
         for index, service in enumerate(job.job.services):
             if cancel.is_set():
                 return
-            image = qualified_image(engine, expand_name(service.name, job))
+            image = qualified_image(engine, expand_name(service.name, job, self.user_variables))
             ensure_image(
                 engine,
                 image,
