@@ -509,7 +509,9 @@ def _placement(
     from localci.settings import load_settings
 
     settings = load_settings(plan.context.project_dir)
-    placement = place_jobs(jobs, executor or settings.executor, settings.engine)
+    placement = place_jobs(
+        jobs, executor or settings.executor, settings.engine, plan.user_variables
+    )
     if placement.mode == "container" and placement.probed and placement.engine is None:
         from localci.execute.container.engine import EngineError
 
@@ -547,18 +549,30 @@ def pull(opts: Options, /, executor: str | None, **kwargs: Any) -> None:
     settings = load_settings(plan.context.project_dir)
     jobs = list(plan.ordered())
     mode = executor or ("container" if settings.executor == "container" else "auto")
-    placement = place_jobs(jobs, mode, settings.engine)
+    placement = place_jobs(jobs, mode, settings.engine, plan.user_variables)
     if placement.engine is None:
         if placement.probed:
             raise UsageError("no container engine answers: install Docker or Podman (see README)")
         click.echo("No job of this pipeline runs in a container; nothing to pull.")
         return
-    engine = placement.engine
-    for image, platform in images_to_pull(jobs, placement):
-        from localci.execute.container.executor import qualified_image
+    from localci.execute.container.engine import EngineError
+    from localci.execute.container.executor import qualified_image
+    from localci.execute.container.images import image_present
 
-        pull_image(engine, qualified_image(engine, image), platform=platform, log=click.echo)
-    click.echo(f"Pulled with {engine.describe()}.")
+    engine, missing = placement.engine, []
+    for image, platform in images_to_pull(jobs, placement, plan.user_variables):
+        name = qualified_image(engine, image)
+        try:
+            pull_image(engine, name, platform=platform, log=click.echo)
+        except EngineError as exc:
+            if not image_present(engine, name):
+                missing.append(name)
+            click.echo(f"{'kept the local' if name not in missing else 'no'} image {name}: {exc}")
+    if missing:
+        raise EngineError(f"could not pull {', '.join(missing)} (messages above)")
+    click.echo(f"Images ready in {engine.describe()}.")
+
+
 def _downstream_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     """What child pipelines need from the command line: which user variables are pipeline
     variables (`--var`, forwarded only with `trigger:forward:pipeline_variables`) and how
@@ -572,6 +586,8 @@ def _downstream_options(kwargs: dict[str, Any]) -> dict[str, Any]:
         "includes": includes["includes"],
         "notify": includes["notify"],
     }
+
+
 def _print_job_interpreters(
     console: Console, jobs: list[PlannedJob], python: str | None, in_containers: frozenset[str]
 ) -> None:

@@ -116,37 +116,19 @@ def _copy_with_libraries(binary: Path, root: Path) -> None:
         shutil.copy2(path, target)
 
 
-def localci_objects(engine: Engine) -> tuple[list[str], list[str]]:
-    """Containers and networks carrying localci's label, whoever made them."""
-    containers = subprocess.run(
-        [
-            engine.cli,
-            "ps",
-            "-a",
-            "--filter",
-            "label=io.localci.managed=true",
-            "--format",
-            "{{.Names}}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    networks = subprocess.run(
-        [
-            engine.cli,
-            "network",
-            "ls",
-            "--filter",
-            "label=io.localci.managed=true",
-            "--format",
-            "{{.Name}}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    return containers, networks
+def localci_objects(engine: Engine, project: Path) -> tuple[list[str], list[str]]:
+    """Containers and networks localci made for `project` (other runs may share the engine)."""
+    scope = ["--filter", f"label=io.localci.project={project.resolve()}"]
+
+    def names(*listing: str) -> list[str]:
+        done = subprocess.run(
+            [engine.cli, *listing, *scope], capture_output=True, text=True, check=True
+        )
+        return done.stdout.split()
+
+    return names("ps", "-a", "--format", "{{.Names}}"), names(
+        "network", "ls", "--format", "{{.Name}}"
+    )
 
 
 def free_port() -> int:

@@ -88,7 +88,7 @@ def test_services_reachable_by_every_alias_form(engine: Engine, tmp_path: Path) 
     assert "via-entrypoint" in log
     assert "services: not emulated" not in output
     assert "not started" not in output + log  # they were started, in the job's network
-    assert localci_objects(engine) == ([], [])
+    assert localci_objects(engine, repo) == ([], [])
 
 
 def test_slow_service_is_waited_for_and_debug_logs_stream(engine: Engine, tmp_path: Path) -> None:

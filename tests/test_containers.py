@@ -58,23 +58,26 @@ def test_job_runs_in_its_image_at_gitlab_paths(
     repo = make_repo(
         tmp_path / "p",
         {
-            ".gitlab-ci.yml": f"""
+            ".gitlab-ci.yml": """
             job:
-              image: {BUSYBOX}
+              image: $JOB_IMAGE
               variables:
                 GREETING: "hello world"
               script:
                 - echo "dir=$CI_PROJECT_DIR builds=$CI_BUILDS_DIR pwd=$(pwd)"
                 - cat tracked.txt
-                - echo "host=${{ONLY_ON_THE_HOST:-unset}} greeting=$GREETING"
-                - echo "shared=${{CI_SHARED_ENVIRONMENT:-no}} disposable=$CI_DISPOSABLE_ENVIRONMENT"
+                - echo "host=${ONLY_ON_THE_HOST:-unset} greeting=$GREETING"
+                - echo "shared=${CI_SHARED_ENVIRONMENT:-no} disposable=$CI_DISPOSABLE_ENVIRONMENT"
                 - printf 'secret=%s\\n' "$(cat "$SECRET_FILE")"
                 - echo "$SECRET_FILE"
                 - echo changed > /etc/localci-container-marker
                 - echo made > made-in-container.txt
             """,
             "tracked.txt": "from the repository\n",
-            ".localci/variables.yml": "SECRET_FILE: {value: s3cr3t-value, file: true}\n",
+            ".localci/variables.yml": (
+                "SECRET_FILE: {value: s3cr3t-value, file: true}\n"
+                f"JOB_IMAGE: {BUSYBOX}\n"  # a user variable names the image
+            ),
         },
     )
     code, data, output = run_json(repo)
@@ -89,7 +92,7 @@ def test_job_runs_in_its_image_at_gitlab_paths(
     assert not Path("/etc/localci-container-marker").exists()
     assert not (repo / "made-in-container.txt").exists()  # the user's tree is never touched
     assert "Executor: auto; container engine: " + engine.kind in output
-    assert localci_objects(engine) == ([], [])
+    assert localci_objects(engine, repo) == ([], [])
 
 
 def test_sh_only_image_gets_sh_with_the_same_semantics(engine: Engine, tmp_path: Path) -> None:
@@ -167,13 +170,13 @@ def test_timeout_removes_containers_and_network(engine: Engine, tmp_path: Path) 
     assert code == 1
     assert "timed out" in data["jobs"][0]["reason"]
     assert time.monotonic() - started < 60
-    assert localci_objects(engine) == ([], [])
+    assert localci_objects(engine, repo) == ([], [])
 
 
-def _wait_for_container(engine: Engine, seconds: float = 60) -> list[str]:
+def _wait_for_container(engine: Engine, repo: Path, seconds: float = 60) -> list[str]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        containers, _ = localci_objects(engine)
+        containers, _ = localci_objects(engine, repo)
         if any("-script" in name for name in containers):
             return containers
         time.sleep(0.3)
@@ -212,32 +215,32 @@ def test_interrupt_removes_containers_and_network(
     repo = _sleeping_repo(tmp_path / "p")
     proc = _spawn_localci(repo)
     try:
-        _wait_for_container(engine)
+        _wait_for_container(engine, repo)
         proc.send_signal(signum)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130
-    assert localci_objects(engine) == ([], [])
+    assert localci_objects(engine, repo) == ([], [])
 
 
 def test_next_run_removes_what_a_sigkilled_run_left(engine: Engine, tmp_path: Path) -> None:
     repo = _sleeping_repo(tmp_path / "p")
     proc = _spawn_localci(repo)
     try:
-        _wait_for_container(engine)
+        _wait_for_container(engine, repo)
     finally:
         proc.kill()
         proc.wait(timeout=30)
-    containers, networks = localci_objects(engine)
+    containers, networks = localci_objects(engine, repo)
     assert containers and networks  # a SIGKILL leaves them: nobody could clean up
     (repo / ".gitlab-ci.yml").write_text(f"quick:\n  image: {BUSYBOX}\n  script: [true]\n")
     subprocess.run(["git", "commit", "-qam", "quick"], cwd=repo, check=True)
     code, _data, output = run_json(repo)
     assert code == 0, output
     assert "an interrupted run left" in output
-    assert localci_objects(engine) == ([], [])
+    assert localci_objects(engine, repo) == ([], [])
 
 
 def test_files_made_by_root_in_the_container_do_not_break_the_next_job(
@@ -395,3 +398,27 @@ def test_executor_container_without_an_engine_is_an_unusable_environment(
     result = run_cli(repo, "run", "--no-tty", "--executor", "container")
     assert result.exit_code == 3
     assert "no container engine answers" in result.output
+
+
+def test_executor_host_runs_without_a_virtualenv_and_venv_with_one(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": """
+            job:
+              script: ['echo "venv=${VIRTUAL_ENV:-none} dir=$CI_PROJECT_DIR"']
+            """
+        },
+    )
+    code, data, output = run_json(repo, "--executor", "host")
+    assert code == 0, output
+    log = job_log(data, "job")
+    assert "venv=none" in log and "--executor host: no virtualenv" in log
+    assert f"dir={repo}/.localci/builds/" in log
+    (repo / ".localci").mkdir(exist_ok=True)
+    (repo / ".localci" / "config.yml").write_text("executor: venv\n")
+    code, data, output = run_json(repo)
+    assert code == 0, output
+    assert "venv=none" not in job_log(data, "job")
+    (repo / ".localci" / "config.yml").write_text("executor: sideways\n")
+    assert run_cli(repo, "run", "--no-tty").exit_code == 3

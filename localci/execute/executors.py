@@ -70,19 +70,22 @@ class ContainerExecutor(Protocol):
     ) -> AbstractContextManager[ScriptSession]: ...
 
 
-def job_image(job: PlannedJob) -> str | None:
+def job_image(job: PlannedJob, user: Mapping[str, VarValue] | None = None) -> str | None:
     """The job's image name (job or `default:`), with the job's variables expanded, as GitLab
     expands `image:` before the runner sees it; None when the job has no image."""
     image = job.job.image
     if image is None or not image.name.strip():
         return None
-    return expand_name(image.name, job)
+    return expand_name(image.name, job, user)
 
 
-def expand_name(name: str, job: PlannedJob) -> str:
+def expand_name(name: str, job: PlannedJob, user: Mapping[str, VarValue] | None = None) -> str:
+    """`name` with the job's variables (and the user's, which win) expanded, unknown ones
+    empty, as the runner expands `image:` and `services:`."""
     if "$" not in name:
         return name
     values = {**job.predefined, **{k: v.value for k, v in job.yaml_variables.items()}}
+    values.update({k: v.value for k, v in (user or {}).items()})
     return re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m.group(1), ""), name)
 
 
@@ -103,7 +106,12 @@ def services_not_started(job: PlannedJob) -> str:
     )
 
 
-def executor_for(job: PlannedJob, mode: str, engine_usable: bool) -> Place:
+def executor_for(
+    job: PlannedJob,
+    mode: str,
+    engine_usable: bool,
+    user: Mapping[str, VarValue] | None = None,
+) -> Place:
     """Where `job` runs under `--executor mode` (see README, "Executors").
 
     auto: a Python image in a venv, any other image in a container when an engine is usable,
@@ -114,7 +122,7 @@ def executor_for(job: PlannedJob, mode: str, engine_usable: bool) -> Place:
     """
     if mode == "host":
         return "host"
-    image = job_image(job)
+    image = job_image(job, user)
     if mode == "venv" or image is None or not engine_usable:
         return "venv"
     if mode == "container" or request_for_image(image) is None or job.job.services:

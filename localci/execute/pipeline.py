@@ -238,6 +238,7 @@ def _container_runner(
     return ContainerRunner(
         options.engine,
         mode=options.executor,
+        project_dir=plan.context.project_dir,
         user_variables=plan.user_variables,
         color=options.color,
         offline=options.offline,

@@ -5,7 +5,7 @@ would change this machine starts."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from localci.execute.container.engine import Engine, detect_engine
@@ -13,6 +13,7 @@ from localci.execute.container.services import service_aliases
 from localci.execute.executors import Place, executor_for, expand_name, job_image
 from localci.execute.interpreters import request_for_image
 from localci.plan.model import PlannedJob
+from localci.plan.variables import VarValue
 
 __all__ = ["JobPlace", "Placement", "images_to_pull", "place_jobs"]
 
@@ -84,20 +85,25 @@ class Placement:
         )
 
 
-def place_jobs(jobs: Sequence[PlannedJob], mode: str, preferred_engine: str | None) -> Placement:
+def place_jobs(
+    jobs: Sequence[PlannedJob],
+    mode: str,
+    preferred_engine: str | None,
+    user: Mapping[str, VarValue] | None = None,
+) -> Placement:
     """Each job's place; the engine is looked for only when some job could use it."""
     engine = None
     probed = mode in ("auto", "container") and any(
-        executor_for(job, mode, engine_usable=True) == "container" for job in jobs
+        executor_for(job, mode, True, user) == "container" for job in jobs
     )
     if probed:
         engine = detect_engine(preferred_engine)
     places = tuple(
         JobPlace(
             job.name,
-            executor_for(job, mode, engine_usable=engine is not None),
-            job_image(job),
-            tuple(_service_text(job, index) for index in range(len(job.job.services))),
+            executor_for(job, mode, engine is not None, user),
+            job_image(job, user),
+            tuple(_service_text(job, index, user) for index in range(len(job.job.services))),
         )
         for job in jobs
     )
@@ -105,7 +111,9 @@ def place_jobs(jobs: Sequence[PlannedJob], mode: str, preferred_engine: str | No
 
 
 def images_to_pull(
-    jobs: Sequence[PlannedJob], placement: Placement
+    jobs: Sequence[PlannedJob],
+    placement: Placement,
+    user: Mapping[str, VarValue] | None = None,
 ) -> list[tuple[str, str | None]]:
     """(image, platform) of every job placed in a container and of its services, once each."""
     placed = {entry.job for entry in placement.jobs if entry.place == "container"}
@@ -113,13 +121,13 @@ def images_to_pull(
     for job in jobs:
         if job.name not in placed or job.job.image is None:
             continue
-        wanted = [(job_image(job) or "", job.job.image.platform)]
-        wanted += [(expand_name(s.name, job), s.image.platform) for s in job.job.services]
+        wanted = [(job_image(job, user) or "", job.job.image.platform)]
+        wanted += [(expand_name(s.name, job, user), s.image.platform) for s in job.job.services]
         out += [item for item in wanted if item[0] and item not in out]
     return out
 
 
-def _service_text(job: PlannedJob, index: int) -> str:
+def _service_text(job: PlannedJob, index: int, user: Mapping[str, VarValue] | None) -> str:
     service = job.job.services[index]
-    image = expand_name(service.name, job)
+    image = expand_name(service.name, job, user)
     return f"{image} ({', '.join(service_aliases(image, service.alias))})"

@@ -15,7 +15,14 @@ from pathlib import Path
 
 from localci.execute.container.engine import Engine
 
-__all__ = ["MANAGED_LABEL", "OWNER_LABEL", "labels", "remove_leftovers", "remove_objects"]
+__all__ = [
+    "MANAGED_LABEL",
+    "OWNER_LABEL",
+    "PROJECT_LABEL",
+    "labels",
+    "remove_leftovers",
+    "remove_objects",
+]
 
 MANAGED_LABEL = "io.localci.managed"
 OWNER_LABEL = "io.localci.owner"
@@ -27,25 +34,43 @@ def owner_token(pid: int | None = None) -> str:
     return f"{pid}:{_start_time(pid)}"
 
 
-def labels(job_name: str) -> tuple[str, ...]:
+PROJECT_LABEL = "io.localci.project"
+
+
+def labels(job_name: str, project_dir: Path) -> tuple[str, ...]:
+    """The labels of everything made for a job: localci's, the owning process, the project
+    (`podman ps --filter label=io.localci.project=$PWD` lists a project's containers)."""
     return (
         f"{MANAGED_LABEL}=true",
         f"{OWNER_LABEL}={owner_token()}",
+        f"{PROJECT_LABEL}={project_dir}",
         f"io.localci.job={job_name}",
     )
 
 
 def remove_objects(engine: Engine, containers: list[str], network: str | None) -> None:
     """Remove containers (at once, no stop grace) and then their network; missing is fine."""
-    if containers:
-        engine.command("rm", "-f", *_no_grace(engine), *containers, check=False, timeout_s=60)
+    for delay in (0.0, 0.5, 2.0) if containers else ():
+        # A container whose CLI was just killed can be briefly busy (being stopped, cleaned).
+        time.sleep(delay)
+        done = engine.command(
+            "rm", "-f", *_no_grace(engine), *containers, check=False, timeout_s=60
+        )
+        if done.returncode == 0 or _only_missing(done.stderr):
+            break
     if network:
         # Docker removes a `run --rm` container asynchronously: its endpoint may linger briefly.
         for delay in (0.0, 0.5, 2.0):
             time.sleep(delay)
             done = engine.command("network", "rm", network, check=False, timeout_s=60)
-            if done.returncode == 0 or "not found" in done.stderr.lower():
+            if done.returncode == 0 or _only_missing(done.stderr):
                 break
+
+
+def _only_missing(stderr: str) -> bool:
+    """Whether every complaint of a failed `rm` is about an object that is already gone."""
+    lines = [line.lower() for line in stderr.splitlines() if line.strip()]
+    return all("no such" in line or "not found" in line or "not known" in line for line in lines)
 
 
 def remove_leftovers(engine: Engine) -> int:

@@ -65,12 +65,14 @@ class ContainerRunner:
         engine: Engine,
         *,
         mode: str,
+        project_dir: Path,
         user_variables: Mapping[str, VarValue],
         color: bool,
         offline: bool,
     ) -> None:
         self.engine = engine
         self.mode = mode
+        self.project_dir = project_dir
         self.user_variables = user_variables
         self.color = color
         self.offline = offline
@@ -78,7 +80,7 @@ class ContainerRunner:
         self._lock = threading.Lock()
 
     def wants(self, job: PlannedJob) -> bool:
-        return executor_for(job, self.mode, engine_usable=True) == "container"
+        return executor_for(job, self.mode, True, self.user_variables) == "container"
 
     @contextlib.contextmanager
     def session(
@@ -91,7 +93,7 @@ class ContainerRunner:
         notes: list[str],
         cancel: threading.Event,
     ) -> Iterator[_ContainerSession]:
-        image = job_image(job)
+        image = job_image(job, self.user_variables)
         assert image is not None  # wants() only accepts jobs with an image
         prefix = self._prefix(job)
         spec = job.job.image
@@ -125,7 +127,9 @@ class ContainerRunner:
         debug_logs = ServiceLogs(engine, log) if env.get("CI_DEBUG_SERVICES") == "true" else None
         try:
             if network is not None:
-                engine.command("network", "create", *_label_args(job.name), network)
+                engine.command(
+                    "network", "create", *_label_args(job.name, self.project_dir), network
+                )
                 self._start_services(
                     job, env, network, prefix, created, debug_logs, log, notes, cancel
                 )
@@ -163,7 +167,7 @@ class ContainerRunner:
         for index, service in enumerate(job.job.services):
             if cancel.is_set():
                 return
-            image = qualified_image(engine, expand_name(service.name, job))
+            image = qualified_image(engine, expand_name(service.name, job, self.user_variables))
             ensure_image(
                 engine,
                 image,
@@ -182,7 +186,7 @@ class ContainerRunner:
                 image=image,
                 container=container,
                 network=network,
-                labels=labels(job.name),
+                labels=labels(job.name, self.project_dir),
                 variables=variables,
                 client_env=host_base(),
             )
@@ -286,7 +290,7 @@ class _ContainerSession:
         project, files = self.inside.project_dir, self.inside.visible_file_dir
         # The pull policy was applied before: an image gone since then is an error, not a pull.
         argv = [engine.cli, "run", "--rm", "--pull", "never", "--name", name]
-        argv += _label_args(self.job.name)
+        argv += _label_args(self.job.name, self.runner.project_dir)
         argv += ["-v", _mount(self.ws.project_dir, project)]
         argv += ["-v", _mount(self.ws.builds_dir / "tmp", files)]
         argv += ["-w", str(project)]
@@ -319,7 +323,15 @@ def reclaim_files(engine: Engine, image: str, ws: Workspace, log: Callable[[str]
         return
     # In a rootless engine the container's root is this user; in a rootful one it is not.
     owner = "0:0" if engine.rootless else f"{os.geteuid()}:{os.getegid()}"
-    args = ["run", "--rm", "--user", "0", "--entrypoint", "", *_label_args("reclaim")]
+    args = [
+        "run",
+        "--rm",
+        "--user",
+        "0",
+        "--entrypoint",
+        "",
+        *_label_args("reclaim", ws.project_dir),
+    ]
     for index, path in enumerate(dirs):
         args += ["-v", _mount(path, PurePosixPath(f"/reclaim/{index}"))]
     done = engine.command(*args, image, "chown", "-R", owner, "/reclaim", check=False)
@@ -368,9 +380,9 @@ def _mount(source: Path, target: PurePosixPath | Path) -> str:
     return f"{source}:{target}{relabel}"
 
 
-def _label_args(job_name: str) -> list[str]:
+def _label_args(job_name: str, project_dir: Path) -> list[str]:
     out = []
-    for label in labels(job_name):
+    for label in labels(job_name, project_dir):
         out += ["--label", label]
     return out
 
