@@ -117,8 +117,9 @@ def test_slow_service_is_waited_for_and_debug_logs_stream(engine: Engine, tmp_pa
 
 
 def test_a_service_that_never_listens_warns_and_the_job_still_runs(
-    engine: Engine, tmp_path: Path
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("LOCALCI_WAIT_FOR_SERVICES_TIMEOUT", "3")
     repo = make_repo(
         tmp_path / "p",
         {
@@ -138,6 +139,7 @@ def test_a_service_that_never_listens_warns_and_the_job_still_runs(
     log = job_log(data, "job")
     assert code == 0, output + log
     assert "*** WARNING: Service" in log and "probably didn't start properly" in log
+    assert "after 3s" in log
     assert "never listening" in log
     assert "script ran" in log
 

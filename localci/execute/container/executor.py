@@ -24,6 +24,7 @@ from localci.execute.container.cleanup import labels, remove_objects
 from localci.execute.container.engine import Engine, EngineError, environment_args
 from localci.execute.container.images import ensure_image, image_config
 from localci.execute.container.services import (
+    WAIT_TIMEOUT_S,
     ServiceLogs,
     StartedService,
     start_service,
@@ -208,7 +209,8 @@ class ContainerRunner:
             ports: Sequence[int] = (int(health),)
         else:
             ports = image_config(self.engine, started.image).exposed_tcp_ports
-        if ports and not wait_for_ports(self.engine, started, ports, log, cancel=cancel):
+        timeout = _wait_timeout()
+        if ports and not wait_for_ports(self.engine, started, ports, log, timeout, cancel=cancel):
             notes.append(f"service {started.image} did not open port(s) {list(ports)} in time")
 
     def _prefix(self, job: PlannedJob) -> str:
@@ -353,6 +355,16 @@ def _has_foreign_entry(root: Path) -> bool:
         except OSError:
             return True  # unreadable: most likely made by another user
     return False
+
+
+def _wait_timeout() -> float:
+    """The runner's `wait_for_services_timeout`: $LOCALCI_WAIT_FOR_SERVICES_TIMEOUT seconds,
+    else GitLab's default (30)."""
+    text = os.environ.get("LOCALCI_WAIT_FOR_SERVICES_TIMEOUT", "")
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        return WAIT_TIMEOUT_S
 
 
 def _removed_by_engine(outcome: ProcessOutcome | None) -> bool:

@@ -17,7 +17,7 @@ from localci.config.model import Service
 from localci.config.services import host_names
 from localci.execute.container.engine import Engine, EngineError, environment_args
 
-__all__ = ["StartedService", "service_aliases", "wait_for_ports"]
+__all__ = ["WAIT_TIMEOUT_S", "StartedService", "service_aliases", "wait_for_ports"]
 
 # gitlab-runner's default `wait_for_services_timeout`.
 WAIT_TIMEOUT_S = 30.0
