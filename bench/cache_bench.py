@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from localci.execute.artifacts import read_manifest
 from localci.execute.cache import CacheStore
 from localci.execute.store import Store, remove_tree
 
@@ -51,23 +50,11 @@ def make_tree(project_dir: Path, files: int, total_mb: float) -> list[str]:
     return sorted(str(p.relative_to(project_dir)) for p in venv.rglob("*"))
 
 
-def timed(action: Callable[[], object], before: Callable[[], object], reps: int) -> float:
-    """Median seconds of `action`, each run after an untimed `before` and a sync."""
-    samples = []
-    for _ in range(reps):
-        before()
-        os.sync()
-        started = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
-
-
 def timed_together(
     actions: list[Callable[[], object]], before: Callable[[], object], reps: int
 ) -> list[float]:
-    """Medians like `timed`, the actions interleaved (a, b, a, b...) so that a busy moment of
-    the machine hits them alike."""
+    """Median seconds of each action, each run after an untimed `before` and a sync; the
+    actions interleaved (a, b, a, b...) so that a busy moment of the machine hits them alike."""
     samples: list[list[float]] = [[] for _ in actions]
     for _ in range(reps):
         for index, action in enumerate(actions):
@@ -109,22 +96,20 @@ def run(files: int, total_mb: float, reps: int) -> None:
             remove_tree(dest)
             dest.mkdir(parents=True)
 
-        def save(known: bool) -> None:
-            manifest = read_manifest(caches.entry_dir("venv")) if known else None
-            old = {e.path: e for e in manifest.entries} if manifest else {}
-            caches.save("venv", src, paths, builds_dir=builds[0], meta={}, known=old)
+        def save() -> None:
+            caches.save("venv", src, paths, builds_dir=builds[0], meta={}, known={})
 
         def restore() -> None:
             result = caches.restore("venv", dest, relocate_to=(dest, builds[1]))
             assert result.status == "restored", result
 
-        first_save = timed(lambda: save(known=False), lambda: None, reps)
-        resave = timed(lambda: save(known=True), lambda: None, reps)
-        cp, links, copy = timed_together(
+        save()  # an entry to restore from
+        cp, links, copy, saving = timed_together(
             [
                 lambda: subprocess.run(["cp", "-a", str(src / ".venv"), str(dest)], check=True),
                 lambda: subprocess.run(["cp", "-al", str(src / ".venv"), str(dest)], check=True),
                 restore,
+                save,
             ],
             clear_dest,
             reps,
@@ -134,8 +119,7 @@ def run(files: int, total_mb: float, reps: int) -> None:
             ("cp -a (baseline)", cp),
             ("cp -al (hard links, not used: shared writes)", links),
             (f"restore, private copies ({copy_method(src, dest)})", copy),
-            ("save, first (copy + read/hash small files)", first_save),
-            ("save, again (copy, digests reused)", resave),
+            ("save (copies + hash small files, replaces the entry)", saving),
         ]
         print(f"{'operation':<46} {'median s':>9} {'vs cp -a':>9}")
         for name, seconds in rows:
