@@ -14,7 +14,7 @@ def read_pipeline(project_dir: Path, pipeline_id: int | None) -> dict[str, Any]:
     """The record of pipeline `pipeline_id` (default: the latest run)."""
     store = Store(project_dir)
     if pipeline_id is None:
-        pipeline_id = _latest_top_level(store)
+        pipeline_id = store.latest_top_level_pipeline_id()
         if pipeline_id is None:
             raise UsageError("no run recorded yet in this project; run `localci run` first")
     path = store.pipeline_dir(pipeline_id) / "pipeline.json"
@@ -25,21 +25,6 @@ def read_pipeline(project_dir: Path, pipeline_id: int | None) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as exc:
         raise UsageError(f"the record of pipeline #{pipeline_id} cannot be read: {exc}") from None
     return data
-
-
-def _latest_top_level(store: Store) -> int | None:
-    """The newest pipeline that is not a child pipeline (children are shown in their parent)."""
-    latest = store.latest_pipeline_id()
-    if latest is None:
-        return None
-    for candidate in range(latest, max(0, latest - 50), -1):
-        try:
-            data = json.loads((store.pipeline_dir(candidate) / "pipeline.json").read_text())
-        except (OSError, ValueError):
-            return candidate
-        if not isinstance(data, dict) or "parent" not in data:
-            return candidate
-    return latest
 
 
 NESTED = " > "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -25,7 +26,6 @@ _CACHEDIR_TAG = (
     "# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
 _LOCK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-
 
 
 def project_builds_root(project_dir: Path) -> Path:
@@ -81,6 +81,22 @@ class Store:
     def latest_pipeline_id(self) -> int | None:
         """The id of the newest pipeline started in this project, if any."""
         return max(self._pipeline_ids(), default=None)
+
+    def latest_top_level_pipeline_id(self) -> int | None:
+        """The newest pipeline that is not a child pipeline (a child is shown in its parent)."""
+        latest = self.latest_pipeline_id()
+        if latest is None:
+            return None
+        for candidate in range(latest, max(0, latest - 50), -1):
+            try:
+                data = json.loads(
+                    self.pipeline_dir(candidate).joinpath("pipeline.json").read_text()
+                )
+            except (OSError, ValueError):
+                return candidate
+            if not isinstance(data, dict) or "parent" not in data:
+                return candidate
+        return latest
 
     def next_pipeline_id(self) -> int:
         """Reserve a fresh id (never repeated, also across processes) and create its directory."""

@@ -128,6 +128,14 @@ def test_dynamic_child_generated_by_a_job_fails_the_run(tmp_path: Path) -> None:
     assert "run-generated > generated-job" in logs.stdout
     assert "generated for linux" in run_cli(repo, "logs", "run-generated > generated-job").stdout
     assert "generated for linux" in run_cli(repo, "logs", "generated-job").stdout
+    # the page: `localci report` rewrites the parent's page (not the child's, numbered later),
+    # with the child drawn under its trigger job and named by its number
+    child_id = job(data, "run-generated")["downstream"]["pipeline"]
+    page = run_cli(repo, "report")
+    assert page.exit_code == 0, page.output
+    assert page.stdout.strip().endswith("pipelines/1/pipeline.html")
+    html = Path(page.stdout.strip()).read_text()
+    assert f"pipeline #{child_id}</h3>" in html and "generated-job" in html
 
 
 def test_child_variables_source_workflow_and_forwarding(tmp_path: Path) -> None:

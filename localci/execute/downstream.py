@@ -594,6 +594,7 @@ def downstream_json(downstream: Downstream) -> dict[str, object]:
         "strategy": downstream.strategy,
         "status": downstream.status,
         "pipeline": downstream.pipeline_id,
+        "record_dir": downstream.record_dir,
         "jobs": [job_json(j) for j in downstream.jobs],
     }
 

@@ -127,10 +127,10 @@ def write_pipeline_page(record_dir: Path, output: Path | None = None) -> Path:
 
 
 def pipeline_page(project_dir: Path, pipeline_id: int | None, output: Path | None) -> Path:
-    """`localci report`: the page of one pipeline (default: the latest)."""
+    """`localci report`: the page of one pipeline (default: the latest top-level one)."""
     store = Store(project_dir)
     if pipeline_id is None:
-        pipeline_id = store.latest_pipeline_id()
+        pipeline_id = store.latest_top_level_pipeline_id()
         if pipeline_id is None:
             raise UsageError("no run recorded yet in this project; run `localci run` first")
     record_dir = store.pipeline_dir(pipeline_id)

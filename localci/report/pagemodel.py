@@ -172,7 +172,7 @@ def _pipeline(
     entries.sort(key=lambda e: e["order"] if isinstance(e.get("order"), int) else len(entries))
     jobs = tuple(_job(entry, record_dir, page_dir, keys, depth) for entry in entries)
     return PipelineView(
-        id=record.get("id", "?"),
+        id=record.get("id", record.get("pipeline", "?")),
         status=str(record.get("status", "unknown")),
         ref=str(record.get("ref") or ""),
         sha=str(record.get("sha") or ""),
