@@ -128,9 +128,13 @@ def test_doctor_lists_interpreters_tags_and_dependencies(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     newest = max(i for i in discover_here() if i.version[:2] >= (3, 6))
     assert f"python:{newest.minor}" in result.output
-    for line in ("git: git version", "uv: ", "container engine: not supported yet",
-                 "free disk in .localci/: "):  # fmt: skip
+    for line in ("git: git version", "uv: ", "container engine: ", "free disk in .localci/: "):
         assert line in result.output
+    from localci.execute.container.engine import detect_engine
+
+    engine = detect_engine(use_cache=False)
+    expected = engine.describe() if engine else "none answers"
+    assert f"container engine: {expected}" in result.output
 
 
 def test_dry_run_names_each_job_interpreter(tmp_path: Path) -> None:
