@@ -27,7 +27,7 @@ def test_localci_lists_its_own_pipeline_in_stages() -> None:
         ("mypy", "types"),
         ("pytest", "tests"),
     ]
-    dry = run_cli(ROOT, "run", "--stage", "lint", "--dry-run", "--no-tty")
+    dry = run_cli(ROOT, "run", "--stage", "lint", "--dry-run", "--no-tty", "--branch", "main")
     assert dry.exit_code == 0, dry.output
     assert "ruff" in dry.output
     assert "pytest" not in dry.output
