@@ -414,7 +414,9 @@ def test_executor_host_runs_without_a_virtualenv_and_venv_with_one(tmp_path: Pat
     assert code == 0, output
     log = job_log(data, "job")
     assert "venv=none" in log and "--executor host: no virtualenv" in log
-    assert f"dir={repo}/.localci/builds/" in log
+    from localci.state import project_builds_root
+
+    assert f"dir={project_builds_root(repo)}/" in log  # a build slot, outside the project
     (repo / ".localci").mkdir(exist_ok=True)
     (repo / ".localci" / "config.yml").write_text("executor: venv\n")
     code, data, output = run_json(repo)
