@@ -19,7 +19,7 @@ import pytest
 from tests.container_support import require_engine
 from tests.helpers import make_repo, run_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # making the image takes minutes
 DEBIAN = "localhost/localci-test/debian:bookworm"
 
 
