@@ -21,8 +21,9 @@ from localci.execute.git_isolation import (
     local_env_vars,
     without_user_repository,
 )
-from localci.execute.store import project_builds_root
+from localci.execute.store import Store, project_builds_root
 from localci.execute.transfer import TransferHooks
+from localci.execute.workspace import remove_stale
 from tests.helpers import git, make_repo, run_cli, run_localci
 from tests.test_cache import Project, planned
 
@@ -499,3 +500,17 @@ def test_an_interrupt_swallowed_inside_del_is_raised_again() -> None:
         interrupts.reset()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def test_build_slots_an_older_version_left_in_the_project_are_removed(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "p", {"README": "x\n"})
+    store = Store(repo)
+    store.ensure()
+    old = store.path("builds", "0", "p")
+    old.mkdir(parents=True)
+    (old / "f").write_text("an old workspace\n")
+    with store.lock("slot-0"):
+        remove_stale(store)  # an older localci is using the slot: kept
+        assert (old / "f").is_file()
+    remove_stale(store)
+    assert not store.path("builds").exists()

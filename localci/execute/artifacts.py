@@ -410,24 +410,27 @@ def _store_file(
     old: TreeEntry | None,
 ) -> TreeEntry | None:
     """None when `src` stopped being a regular file (a job's leftover process swapped it)."""
-    stored = _copy_file(src, dst, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
-    if stored is None:
-        return None
-    if (
+    mode = stat.S_IMODE(st.st_mode)
+    reuse = (
         old is not None
         and old.kind == FILE
         and (old.ino, old.size, old.mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
-    ):
-        digest, reloc = old.digest, old.reloc
-    elif st.st_size <= SMALL_FILE:
-        digest, reloc = _scan(dst, marker)
+    )
+    digest, reloc = (old.digest, old.reloc) if old is not None and reuse else ("", False)
+    if reuse or st.st_size > SMALL_FILE:
+        stored = _copy_file(src, dst, mode, st.st_mtime_ns)
     else:
-        digest, reloc = "", False
+        copied = _copy_and_read(src, dst, mode, st.st_mtime_ns)
+        stored = copied[0] if copied is not None else None
+        if copied is not None and len(copied[1]) <= SMALL_FILE:
+            digest, reloc = _describe(copied[1], marker)
+    if stored is None:
+        return None
     return TreeEntry(
         rel,
         FILE,
-        stat.S_IMODE(st.st_mode),
-        st.st_size,
+        mode,
+        stored.st_size,  # the copy's: the file may have changed since it was listed
         st.st_mtime_ns,
         stored.st_ino,
         digest,
@@ -440,29 +443,70 @@ _NEW_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _copy_file(src: str, dst: str, mode: int, mtime_ns: int) -> os.stat_result | None:
-    """A private copy of regular file `src` at new path `dst`; None if `src` is not one.
+    """A private copy of regular file `src` at new path `dst`; None if `src` is not one."""
+    with _regular_source(src) as source:
+        if source is None:
+            return None
+        return _new_copy(dst, mode, mtime_ns, lambda out: clone_file(source, out))
 
-    O_NOFOLLOW and O_NONBLOCK: a symlink or fifo swapped in for the file is never followed
-    or waited on."""
+
+def _copy_and_read(
+    src: str, dst: str, mode: int, mtime_ns: int
+) -> tuple[os.stat_result, bytes] | None:
+    """_copy_file that also returns the first SMALL_FILE + 1 bytes: one open for both."""
+    with _regular_source(src) as source:
+        if source is None:
+            return None
+        head = _read_up_to(source, SMALL_FILE + 1)
+
+        def fill(out: int) -> None:
+            _write_all(out, head)
+            _copy_rest(source, out)  # a file that grew since it was listed
+
+        return _new_copy(dst, mode, mtime_ns, fill), head
+
+
+@contextmanager
+def _regular_source(src: str) -> Iterator[int | None]:
+    """`src` opened for reading, or None when it is not a regular file. O_NOFOLLOW and
+    O_NONBLOCK: a symlink or fifo swapped in for the file is never followed or waited on."""
     try:
         source = os.open(src, _READ_FLAGS)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENXIO):
-            return None
+            yield None
+            return
         raise
     try:
-        if not stat.S_ISREG(os.fstat(source).st_mode):
-            return None
-        out = os.open(dst, _NEW_FLAGS, 0o600)
-        try:
-            clone_file(source, out)
-            os.fchmod(out, mode)
-            os.utime(out, ns=(mtime_ns, mtime_ns))
-            return os.fstat(out)
-        finally:
-            os.close(out)
+        yield source if stat.S_ISREG(os.fstat(source).st_mode) else None
     finally:
         os.close(source)
+
+
+def _new_copy(dst: str, mode: int, mtime_ns: int, fill: Callable[[int], None]) -> os.stat_result:
+    out = os.open(dst, _NEW_FLAGS, 0o600)
+    try:
+        fill(out)
+        os.fchmod(out, mode)
+        os.utime(out, ns=(mtime_ns, mtime_ns))
+        return os.fstat(out)
+    finally:
+        os.close(out)
+
+
+def _read_up_to(fd: int, limit: int) -> bytes:
+    parts: list[bytes] = []
+    left = limit
+    while left > 0 and (chunk := os.read(fd, min(left, _CHUNK))):
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 _FICLONE = 0x40049409  # linux/fs.h _IOW(0x94, 9, int)
@@ -476,28 +520,32 @@ def clone_file(src: int, out: int) -> None:
     with contextlib.suppress(OSError):
         fcntl.ioctl(out, _FICLONE, src)
         return
+    _copy_rest(src, out)
+
+
+def _copy_rest(src: int, out: int) -> None:
+    """Copy from both files' current offsets to the end of `src`."""
     try:
         while os.copy_file_range(src, out, _CHUNK):
             pass
     except OSError:  # no copy_file_range here: plain reads from where it stopped
         while chunk := os.read(src, _CHUNK):
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(out, view) :]
+            _write_all(out, chunk)
 
 
-def _scan(path: str, marker: bytes) -> tuple[str, bool]:
-    try:
-        with open(path, "rb") as handle:  # noqa: PTH123 - hot loop over many small files
-            data = handle.read(SMALL_FILE + 1)
-    except OSError:
-        return "", False
+def _describe(data: bytes, marker: bytes) -> tuple[str, bool]:
+    """The digest of a small file's bytes, and whether it holds `marker` (and is text)."""
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     return digest, bool(marker) and marker in data and b"\0" not in data
 
 
 def _digest(path: str) -> str:
-    return _scan(path, b"")[0]
+    try:
+        with open(path, "rb") as handle:  # noqa: PTH123 - hot loop over many small files
+            data = handle.read(SMALL_FILE + 1)
+    except OSError:
+        return ""
+    return _describe(data, b"")[0]
 
 
 def verify_tree(tree_dir: Path, manifest: Manifest) -> str | None:

@@ -6,7 +6,7 @@ jobs restoring one key at once (`-j 2`, or two runs of one project) never see ea
 writes, and no job can change the entry. Saving copies too, so an entry never shares an inode
 with a workspace. Copies are reflinks where the file system shares blocks (btrfs, XFS), else
 copy_file_range, spread over 4 threads (bench/cache_bench.py, 200 MB in 10,000 files on ext4
-without reflink: a restore costs 0.7-1.0x of `cp -a`, see bench/README.md). Hard links were
+without reflink: a restore costs 0.65-1.0x of `cp -a`, see bench/README.md). Hard links were
 faster (0.03-0.16x) but let a job's in-place write reach another job running from the entry.
 Files that contain the saving workspace's path are written relocated for the restoring one.
 """

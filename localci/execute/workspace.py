@@ -874,6 +874,7 @@ def remove_stale(store: Store) -> None:
         _remove_finished_snapshots(store)
         _remove_temp_files(store)
         _collect_blobs(store)
+        _remove_builds_inside_the_project(store)
     except OSError as exc:
         raise state_error(Path(exc.filename or store.root), exc, "clean up") from exc
 
@@ -920,6 +921,23 @@ def _remove_temp_files(store: Store) -> None:
             pid = name.removesuffix(TMP_SUFFIX).rsplit(".", 2)[-2]
             if pid.isdigit() and not _pid_alive(int(pid)):
                 (Path(dirpath) / name).unlink(missing_ok=True)
+
+
+def _remove_builds_inside_the_project(store: Store) -> None:
+    """Versions before issue 20 built in .localci/builds/<slot>/; the slots now live in the user
+    cache (project_builds_root). The old folder goes once no slot is in use (the slot locks
+    are the same in both layouts)."""
+    old = store.path("builds")
+    if not old.is_dir() or old.is_symlink():
+        return
+    slots = [p.name for p in old.iterdir() if p.name.isdigit()]
+    with ExitStack() as held:
+        for slot in slots:
+            try:
+                held.enter_context(store.lock(f"slot-{slot}", blocking=False))
+            except LockBusy:
+                return  # an older localci is using it: next time
+        remove_tree(old)
 
 
 def _live_digests(store: Store) -> set[str]:
