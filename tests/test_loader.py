@@ -525,12 +525,12 @@ def test_services_parsed_with_aliases() -> None:
             - postgres:15
             - {name: "redis:7", alias: "cache, kv", command: [redis-server], variables: {A: 1}}
         """).jobs[0]
-    assert [(s.name, s.aliases) for s in job.services] == [
-        ("postgres:15", ()),
-        ("redis:7", ("cache", "kv")),
+    assert [(s.name, s.alias) for s in job.services] == [
+        ("postgres:15", None),
+        ("redis:7", "cache, kv"),
     ]
     assert job.services[1].command == ("redis-server",)
-    assert job.services[1].variables == {"A": "1"}
+    assert dict(job.services[1].variables) == {"A": "1"}
     assert (
         "a service mapping requires `name:`"
         in errors("job: {script: [x], services: [{alias: db}]}\n")[0]
