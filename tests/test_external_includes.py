@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from localci.config.build import build_pipeline
 from localci.config.external import (
     Fetcher,
     FetchSettings,
@@ -35,6 +34,7 @@ from localci.config.includes import (
     parse_component,
 )
 from localci.config.model import Pipeline
+from localci.config.model_builder import build_pipeline
 from localci.errors import ConfigError, UsageError
 from tests.helpers import git, make_repo, write_files
 

@@ -5,8 +5,8 @@ A pure function of its inputs (plus the git facts `changes`/`exists` read, injec
 
 from __future__ import annotations
 
-from localci.plan.build import build_plan, explain_job, select_jobs
 from localci.plan.model import Plan, PlannedJob, PlannedNeed
+from localci.plan.planner import build_plan, explain_job, select_jobs
 from localci.plan.rules import GitFacts, RepoFacts, StaticFacts
 
 __all__ = [

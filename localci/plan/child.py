@@ -232,7 +232,7 @@ def plan_child(
     depth: int = 0,
 ) -> ChildPlan | None:
     """The static plan of `job`'s child pipeline (None if `job` is not a trigger job)."""
-    from localci.plan.build import build_plan
+    from localci.plan.planner import build_plan
 
     spec = job_trigger(job)
     if spec is None:
