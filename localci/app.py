@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localci.config import load_pipeline
-from localci.config.includes import (
+from localci.config.include_sources import (
     EXTERNAL_CONFIG_FILES,
     ExternalSource,
     IncludeOptions,

@@ -24,7 +24,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import yaml
 
-from localci.config.includes import (
+from localci.config.include_sources import (
     EXTERNAL_CONFIG_FILES,
     DirectorySource,
     ExternalIncludeError,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from localci.config import load_pipeline_from_source
-from localci.config.includes import DirectorySource, ExternalSource
+from localci.config.include_sources import DirectorySource, ExternalSource
 from localci.config.model import Pipeline
 from localci.errors import ConfigError, LocalCIError, Problem
 from localci.plan.context import PipelineContext
