@@ -53,6 +53,10 @@ class ExternalIncludeError(ConfigError):
     """An external include could not be obtained (network, cache, mapping)."""
 
 
+def external_error(message: str, hint: str | None = None) -> ExternalIncludeError:
+    return ExternalIncludeError(Problem(message, hint=hint))
+
+
 class ExternalSource(Protocol):
     """Access to files outside the repository; raises ExternalIncludeError when it cannot."""
 
