@@ -466,6 +466,8 @@ def runner_environment(
 ) -> dict[str, str]:
     """The job's final environment (§10.3.2) from GitLab-expanded variables.
 
+    Run by the executor (execute/environment.py), never while planning: it writes files.
+
     Each non-raw value is runner-expanded once against the unexpanded set (a reference to a
     file variable gives its path). File variables are written to `file_dir/NAME` (mode 0600)
     and the environment holds that path as the job sees it: under `visible_dir` when given
