@@ -1,7 +1,8 @@
 """Includes from outside the repository: remote URLs, GitLab's templates, other projects and
 components, fetched once into the user cache (`<cache>/includes/`) or read from local mappings.
 
-The loader only sees the `ExternalSource` protocol (includes.py); HTTP, git and the cache live here.
+The loader only sees the `ExternalSource` protocol (include_sources.py); HTTP (external_http.py),
+git and the cache live here.
 """
 
 from __future__ import annotations

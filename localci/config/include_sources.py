@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from localci.errors import ConfigError, Location, Problem
 
 EXTERNAL_KINDS = ("remote", "template", "project", "component")
-# localci's settings for external includes (read by external.py).
+# localci's settings for external includes (read by external_settings.py).
 EXTERNAL_CONFIG_FILES = (".localci/includes.yml", ".localci/includes.yaml")
 
 
