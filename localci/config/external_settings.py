@@ -8,9 +8,7 @@ from typing import Any
 
 import yaml
 
-from localci.config.include_sources import (
-    EXTERNAL_CONFIG_FILES,
-)
+from localci.config.include_sources import EXTERNAL_CONFIG_FILES
 from localci.errors import UsageError
 
 CONFIG_FILES = EXTERNAL_CONFIG_FILES

@@ -6,10 +6,7 @@ import math
 from typing import Any
 
 from localci.config.fields import Reader, scalar_text
-from localci.config.model import (
-    Need,
-    Parallel,
-)
+from localci.config.model import Need, Parallel
 from localci.config.yaml_source import location_of
 
 MAX_MATRIX_JOBS = 200

@@ -13,11 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from localci.config.include_external import (
-    component_fields,
-    external_units,
-    interpolate_component,
-)
+from localci.config.include_external import component_fields, external_units, interpolate_component
 from localci.config.include_rules import rules_allow
 from localci.config.include_sources import (
     EXTERNAL_KINDS,

@@ -6,11 +6,7 @@ from typing import Any
 
 from localci.config.fields import Reader, type_name
 from localci.config.graph_keywords import needs
-from localci.config.model import (
-    Changes,
-    RefPolicy,
-    Rule,
-)
+from localci.config.model import Changes, RefPolicy, Rule
 from localci.config.variable_keywords import variables
 from localci.config.yaml_source import LocList, location_of
 from localci.errors import Location, Problem

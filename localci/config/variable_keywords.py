@@ -6,9 +6,7 @@ import re
 from typing import Any
 
 from localci.config.fields import Reader, scalar_text, type_name
-from localci.config.model import (
-    Variable,
-)
+from localci.config.model import Variable
 from localci.config.yaml_source import LocDict
 from localci.errors import Location, Problem
 
