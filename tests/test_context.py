@@ -14,13 +14,11 @@ from localci.plan.context import (
     ZERO_SHA,
     PipelineContext,
     changed_paths,
-    commit_description,
-    commit_title,
     describe_changes_base,
     detect_context,
-    parse_remote_url,
     workspace_files,
 )
+from localci.plan.git_text import commit_description, commit_title, parse_remote_url
 from tests.helpers import run_cli
 
 AUTHOR_DATE = "2024-01-31T16:47:55+01:00"

@@ -11,10 +11,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from localci.errors import GitError, UsageError
 from localci.plan import git_reads
+from localci.plan.git_text import DEFAULT_PORTS, commit_description, commit_title, project_location
 
 ZERO_SHA = "0" * 40
 MR_SOURCE = "merge_request_event"
@@ -41,8 +41,6 @@ PIPELINE_SOURCES = (
 )
 
 _SIGNATURE_START = re.compile(rb"^-----BEGIN (?:PGP|SSH) SIGNATURE-----$", re.MULTILINE)
-_SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>.+)$")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,7 +120,7 @@ class PipelineContext:
     @property
     def server_url(self) -> str:
         port = self.server_port
-        default = _DEFAULT_PORTS.get(self.server_protocol)
+        default = DEFAULT_PORTS.get(self.server_protocol)
         suffix = "" if port == default else f":{port}"
         return f"{self.server_protocol}://{self.server_host}{suffix}"
 
@@ -246,46 +244,6 @@ def changed_paths(ctx: PipelineContext, compare_to: str | None = None) -> frozen
     return frozenset(git_reads.split_paths(proc.stdout)) | frozenset(untracked)
 
 
-# ------------------------------------------------------------------------------ commit messages
-
-
-def commit_title(message: str) -> str:
-    """`CI_COMMIT_TITLE`: the full first line of the message (GitLab's `full_title`)."""
-    if not message.strip():
-        return "No commit message"
-    return message.split("\n", 1)[0]
-
-
-def commit_description(message: str) -> str:
-    """`CI_COMMIT_DESCRIPTION`: the message after the first line, chomped.
-
-    GitLab rule: when the first line is longer than 100 characters the description is
-    `"…" + message[80:]` instead (the title would be cut there in its UI).
-    """
-    title_end = message.find("\n")
-    if (title_end < 0 and len(message) > 100) or title_end > 100:
-        return "…" + message[80:]
-    if title_end < 0:
-        return ""
-    return git_reads.chomp(message[title_end + 1 :])
-
-
-def parse_remote_url(url: str) -> tuple[str, str, str, int] | None:
-    """`(host, project_path, protocol, web_port)` of a GitLab remote URL, or None for a local one.
-
-    Handles `git@host:group/sub/proj.git`, `ssh://git@host:22/group/proj.git` and http(s)
-    with or without `.git` and credentials. ssh remotes say nothing of the web server: https/443.
-    """
-    text = url.strip()
-    if "://" in text:
-        return _parse_url_form(text)
-    match = _SCP_LIKE.match(text)
-    if match is None:
-        return None
-    path = _clean_project_path(match["path"])
-    return (match["host"].lower(), path, "https", 443) if path else None
-
-
 # ------------------------------------------------------------------------------------ assembly
 
 
@@ -337,7 +295,7 @@ def _repo_context(repo: git_reads.Repo, request: _Request) -> PipelineContext:
     commit = git_reads.parse_commit(repo.head.body) if repo.head is not None else None
     mr = _merge_request(repo, request, ref, default, commit)
     base, label, reason = _changes_base(repo, request, ref, mr)
-    host, path, protocol, port = _project_location(repo.config, repo.root)
+    host, path, protocol, port = project_location(repo.config, repo.root)
     name, email = _user(repo.config)
     message = commit.message if commit else ""
     return PipelineContext(
@@ -376,7 +334,7 @@ def _repo_context(repo: git_reads.Repo, request: _Request) -> PipelineContext:
 def _synthetic_context(root: Path, config: Mapping[str, str], request: _Request) -> PipelineContext:
     default = _default_branch(request.default_branch, {}, {}, config)
     ref = request.tag or request.branch or default
-    host, path, protocol, port = _project_location({}, root)
+    host, path, protocol, port = project_location({}, root)
     name, email = _user(config)
     mr = None
     if request.source == MR_SOURCE:
@@ -568,41 +526,9 @@ def _is_protected(ref: str, is_tag: bool, default: str, patterns: Sequence[str])
     )
 
 
-def _project_location(config: Mapping[str, str], root: Path) -> tuple[str, str, str, int]:
-    url = config.get("remote.origin.url")
-    parsed = parse_remote_url(url) if url else None
-    if parsed is not None:
-        return parsed
-    return "localhost", f"local/{root.name or 'project'}", "https", 443
-
-
-def _parse_url_form(text: str) -> tuple[str, str, str, int] | None:
-    parts = urlsplit(text)
-    try:
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme == "file" or not parts.hostname:
-        return None
-    path = _clean_project_path(parts.path)
-    if not path:
-        return None
-    if parts.scheme in _DEFAULT_PORTS:
-        return parts.hostname, path, parts.scheme, port or _DEFAULT_PORTS[parts.scheme]
-    return parts.hostname, path, "https", 443
-
-
-def _clean_project_path(path: str) -> str:
-    cleaned = path.strip().strip("/").removesuffix(".git").strip("/")
-    return cleaned.lstrip("~")
-
-
 def _user(config: Mapping[str, str]) -> tuple[str, str]:
     try:
         login = getpass.getuser()
     except (OSError, KeyError):
         login = "localci"
     return config.get("user.name") or login, config.get("user.email") or f"{login}@localhost"
-
-
-# ------------------------------------------------------------------------------- git plumbing
