@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localci.config import load_pipeline
-from localci.config.includes import (
+from localci.config.include_sources import (
     EXTERNAL_CONFIG_FILES,
     ExternalSource,
     IncludeOptions,
@@ -17,14 +17,9 @@ from localci.config.model import Pipeline
 from localci.errors import UsageError
 from localci.globs import fnmatch_ruby
 from localci.plan.context import PipelineContext, changed_paths, detect_context
-from localci.plan.variables import (
-    MASKING_HINT,
-    VarValue,
-    include_rule_variables,
-    load_variables_file,
-    masking_problem,
-    parse_assignment,
-)
+from localci.plan.variable_files import load_variables_file, parse_assignment
+from localci.plan.variable_values import MASKING_HINT, VarValue, masking_problem
+from localci.plan.variables import include_rule_variables
 
 # Picked up automatically when present; git-ignored because .localci/ ignores itself.
 DEFAULT_VARIABLE_FILES = (

@@ -577,7 +577,7 @@ def _downstream_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     """What child pipelines need from the command line: which user variables are pipeline
     variables (`--var`, forwarded only with `trigger:forward:pipeline_variables`) and how
     `trigger:include` reads files from outside the project."""
-    from localci.plan.variables import parse_assignment
+    from localci.plan.variable_files import parse_assignment
 
     names = frozenset(parse_assignment(text)[0] for text in kwargs.get("variables", ()))
     includes = _include_options(dict(kwargs))

@@ -9,18 +9,16 @@ from pathlib import Path
 import pytest
 
 from localci.errors import GitError, UsageError
-from localci.plan import context as context_module
+from localci.plan import git_reads
 from localci.plan.context import (
     ZERO_SHA,
     PipelineContext,
     changed_paths,
-    commit_description,
-    commit_title,
     describe_changes_base,
     detect_context,
-    parse_remote_url,
     workspace_files,
 )
+from localci.plan.git_text import commit_description, commit_title, parse_remote_url
 from tests.helpers import run_cli
 
 AUTHOR_DATE = "2024-01-31T16:47:55+01:00"
@@ -598,7 +596,7 @@ def test_workspace_files(tmp_path: Path) -> None:
 
 def count_git_processes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
     calls: list[tuple[str, ...]] = []
-    real = context_module._run
+    real = git_reads.run
 
     def counting(
         cwd: Path, *args: str, stdin: bytes | None = None
@@ -606,7 +604,7 @@ def count_git_processes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]
         calls.append(args)
         return real(cwd, *args, stdin=stdin)
 
-    monkeypatch.setattr(context_module, "_run", counting)
+    monkeypatch.setattr(git_reads, "run", counting)
     return calls
 
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from localci.config.build import build_pipeline
 from localci.config.external import (
     Fetcher,
     FetchSettings,
@@ -25,16 +24,16 @@ from localci.config.external import (
     read_config,
     resolve_version,
 )
-from localci.config.includes import (
+from localci.config.include_external import parse_component
+from localci.config.include_sources import (
     ExternalSource,
     IncludeContext,
     MemorySource,
     integrity_of,
-    key_origins,
-    load_file,
-    parse_component,
 )
+from localci.config.includes import key_origins, load_file
 from localci.config.model import Pipeline
+from localci.config.model_builder import build_pipeline
 from localci.errors import ConfigError, UsageError
 from tests.helpers import git, make_repo, write_files
 

@@ -27,11 +27,11 @@ from localci.errors import ConfigError
 from localci.expr import ExpressionError, parse_expression
 from localci.plan import StaticFacts, build_plan, explain_job
 from localci.plan.context import PipelineContext
+from localci.plan.variable_files import load_variables_file
 from localci.plan.variables import (
     VarValue,
     expand_gitlab,
     expand_runner,
-    load_variables_file,
     parse_dotenv_report,
 )
 from tests.helpers import deadline as helpers_deadline

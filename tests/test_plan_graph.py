@@ -8,7 +8,7 @@ from planfactory import included, make_job, make_pipeline, plan
 from localci.config.model import Need, Parallel, Pipeline, Rule
 from localci.errors import Location, PlanError
 from localci.plan import PlannedNeed
-from localci.plan.graph import expand_parallel, find_cycles, matrix_combinations
+from localci.plan.job_graph import expand_parallel, find_cycles, matrix_combinations
 
 
 def needs_of(text: str, name: str, **kwargs: object) -> list[str] | None:

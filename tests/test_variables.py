@@ -12,6 +12,7 @@ import pytest
 
 from localci.errors import ConfigError, UsageError
 from localci.plan.context import MergeRequest, PipelineContext
+from localci.plan.variable_files import load_variables_file, parse_assignment
 from localci.plan.variables import (
     JOB_ONLY_VARIABLES,
     CircularVariableError,
@@ -23,9 +24,7 @@ from localci.plan.variables import (
     expand_runner,
     include_rule_variables,
     job_variables,
-    load_variables_file,
     mask_text,
-    parse_assignment,
     parse_dotenv_report,
     pipeline_variables,
     runner_environment,

@@ -9,18 +9,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from localci.config.build import build_pipeline
-from localci.config.includes import (
+from localci.config.include_sources import (
     DirectorySource,
     ExternalSource,
     FileSource,
     IncludeContext,
     MemorySource,
-    collapse_repeats,
-    key_origins,
-    load_file,
 )
+from localci.config.includes import collapse_repeats, key_origins, load_file
 from localci.config.model import Pipeline
+from localci.config.model_builder import build_pipeline
 from localci.errors import ConfigError, Location, Problem
 
 __all__ = ["Pipeline", "load_pipeline", "load_pipeline_from_source", "load_pipeline_from_text"]

@@ -1,7 +1,8 @@
 """Includes from outside the repository: remote URLs, GitLab's templates, other projects and
 components, fetched once into the user cache (`<cache>/includes/`) or read from local mappings.
 
-The loader only sees the `ExternalSource` protocol (includes.py); HTTP, git and the cache live here.
+The loader only sees the `ExternalSource` protocol (include_sources.py); HTTP (external_http.py),
+git and the cache live here.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import ipaddress
 import json
 import os
 import re
@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from hashlib import sha256
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import yaml
-
-from localci.config.includes import (
-    EXTERNAL_CONFIG_FILES,
+from localci.config.component_versions import Refs, Resolved, parse_ls_remote, resolve_version
+from localci.config.external_http import HTTP_TIMEOUT_S, check_url, http_get, masked_url
+from localci.config.external_settings import parse_mapping, read_config
+from localci.config.include_sources import (
     DirectorySource,
     ExternalIncludeError,
     IncludeOptions,
@@ -36,27 +35,17 @@ from localci.errors import GitError, Problem, UsageError
 from localci.files import atomic_write_bytes, atomic_write_json, user_cache_dir
 from localci.git import run_git
 
-if TYPE_CHECKING:
-    import urllib.request
-    from http.client import HTTPMessage
-
 DEFAULT_TEMPLATES_URL = "https://gitlab.com/gitlab-org/gitlab/-/raw"
 DEFAULT_TEMPLATES_REF = "master"
 TEMPLATES_DIR = "lib/gitlab/ci/templates"
 TEMPLATES_URL_ENV = "LOCALCI_TEMPLATES_URL"
 TEMPLATES_REF_ENV = "LOCALCI_TEMPLATES_REF"
-CONFIG_FILES = EXTERNAL_CONFIG_FILES
-HTTP_TIMEOUT_S = 10.0
 GIT_TIMEOUT_S = 300.0
-MAX_BYTES = 4 * 1024 * 1024
 VERSIONS_FILE = "localci-versions.json"
 NO_NETWORK_HINT = (
     "run once without --offline to fetch it into the cache, or map the project to a local "
     "directory (--include-map or .localci/includes.yml)"
 )
-_SEMVER = re.compile(r"v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?")
-_SHORTHAND = re.compile(r"\d+(\.\d+)?")
-_SHA = re.compile(r"[0-9a-f]{40}")
 _REF = re.compile(r"[^\s~^:?*\[\\\x00-\x1f-][^\s~^:?*\[\\\x00-\x1f]*")
 _SCP = re.compile(r"^(?P<user>[^@/]+@)?(?P<host>[^:/]+):(?P<path>.+)$")
 # A git run by localci must work on the cache repository, not on whatever an outer git says.
@@ -114,62 +103,6 @@ def external_source(
 # ---------------------------------------------------------------------------- configuration
 
 
-def read_config(project_dir: Path) -> dict[str, Any]:
-    """`.localci/includes.yml` checked and normalised ({} when absent)."""
-    path = next((project_dir / n for n in CONFIG_FILES if (project_dir / n).is_file()), None)
-    if path is None:
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
-    if not isinstance(data, dict) or set(data) - {"map", "server", "git_urls", "templates"}:
-        raise UsageError(f"{path}: expected a mapping with map, server, git_urls, templates")
-    out: dict[str, Any] = {}
-    out["map"] = {
-        _map_key(k): _map_dir(v, project_dir) for k, v in _str_mapping(data, "map", path).items()
-    }
-    out["git_urls"] = {k.lower(): v for k, v in _str_mapping(data, "git_urls", path).items()}
-    for host, template in out["git_urls"].items():
-        if "{project}" not in template:
-            raise UsageError(f"{path}: git_urls: {host}: the URL needs a {{project}} placeholder")
-    out["templates"] = _str_mapping(data, "templates", path)
-    if set(out["templates"]) - {"url", "ref"}:
-        raise UsageError(f"{path}: templates: only `url` and `ref` are known")
-    if data.get("server") is not None:
-        out["server"] = str(data["server"]).lower()
-    return out
-
-
-def _str_mapping(data: Mapping[str, Any], key: str, path: Path) -> dict[str, str]:
-    value = data.get(key) or {}
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise UsageError(f"{path}: `{key}` must map names to strings")
-    return {str(k): v for k, v in value.items()}
-
-
-def parse_mapping(items: Sequence[str], base: Path) -> dict[str, Path]:
-    """`--include-map KEY=DIR` values; relative directories are relative to `base`."""
-    out: dict[str, Path] = {}
-    for item in items:
-        key, eq, directory = item.partition("=")
-        if not eq or not key.strip("/ ") or not directory:
-            raise UsageError(
-                f"--include-map {item!r}: expected PROJECT=DIR, e.g. team/ci-templates=../ci"
-            )
-        out[_map_key(key)] = _map_dir(directory, base)
-    return out
-
-
-def _map_key(key: str) -> str:
-    return key.strip().strip("/").lower()
-
-
-def _map_dir(directory: str, base: Path) -> Path:
-    path = Path(directory).expanduser()
-    return path if path.is_absolute() else (base / path)
-
-
 # ---------------------------------------------------------------------------- the fetcher
 
 
@@ -190,7 +123,7 @@ class Fetcher:
             self._notify(message)
 
     def remote(self, url: str, integrity: str | None) -> str:
-        _check_url(url)
+        check_url(url)
         return self._http_text(url, f"remote include {url}", integrity)
 
     def template(self, name: str) -> str:
@@ -249,10 +182,12 @@ class Fetcher:
                     f"{what} is not in the include cache and --offline forbids fetching it",
                     "run once without --offline to fetch it into the cache",
                 )
-            self.notify(f"fetching {what} from {_masked(url)}")
+            self.notify(f"fetching {what} from {masked_url(url)}")
             data = http_get(url, what, self.settings.timeout_s)
             atomic_write_bytes(_mkparent(cached), data)
-            atomic_write_json(cached.with_suffix(".json"), {"url": _masked(url), "fetched": _now()})
+            atomic_write_json(
+                cached.with_suffix(".json"), {"url": masked_url(url), "fetched": _now()}
+            )
         text = _decode(data, what)
         self._texts[url] = text
         return text
@@ -319,172 +254,7 @@ class Fetcher:
 # ---------------------------------------------------------------------------- HTTP
 
 
-def http_get(url: str, what: str, timeout_s: float = HTTP_TIMEOUT_S) -> bytes:
-    """GET `url` (https, or http to a loopback host) with a timeout; errors name `what`."""
-    import http.client
-    import urllib.error
-    import urllib.request
-
-    _check_url(url)
-    opener = _opener(url)
-    request = urllib.request.Request(url, headers={"User-Agent": "localci"})  # noqa: S310
-    try:
-        with opener.open(request, timeout=timeout_s) as response:
-            data: bytes = response.read(MAX_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        raise _error(
-            f"{what} could not be fetched: HTTP {exc.code} {exc.reason} from {_masked(url)}",
-            _http_hint(exc.code, what),
-        ) from None
-    except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError
-        raise _error(
-            f"{what} could not be fetched from {_masked(url)}: {_reason(exc, timeout_s)}"
-        ) from None
-    if len(data) > MAX_BYTES:
-        raise _error(f"{what} is larger than {MAX_BYTES // (1024 * 1024)} MiB")
-    return data
-
-
-def _opener(url: str) -> urllib.request.OpenerDirector:
-    import urllib.request
-
-    class CheckedRedirects(urllib.request.HTTPRedirectHandler):
-        """Follow redirects only to URLs localci would fetch directly."""
-
-        def redirect_request(
-            self,
-            req: urllib.request.Request,
-            fp: IO[bytes],
-            code: int,
-            msg: str,
-            headers: HTTPMessage,
-            newurl: str,
-        ) -> urllib.request.Request | None:
-            _check_url(newurl)
-            return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-    handlers: list[urllib.request.BaseHandler] = [CheckedRedirects()]
-    if _is_loopback(urlsplit(url).hostname or ""):
-        # Tests serve includes on 127.0.0.1; a proxy from the environment must not see that.
-        handlers.append(urllib.request.ProxyHandler({}))
-    return urllib.request.build_opener(*handlers)
-
-
-def _reason(exc: BaseException, timeout_s: float) -> str:
-    import urllib.error
-
-    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-    if isinstance(reason, TimeoutError):
-        return f"no answer within {timeout_s:g} s"
-    return str(reason) or type(reason).__name__
-
-
-def _http_hint(code: int, what: str) -> str | None:
-    if code == 404 and what.startswith("template "):
-        return (
-            "check the template name; GitLab's templates are listed at "
-            "https://gitlab.com/gitlab-org/gitlab/-/tree/master/lib/gitlab/ci/templates"
-        )
-    if code == 404:
-        return "check the URL"
-    if code in (401, 403):
-        return "remote includes are fetched without credentials; the file must be public"
-    return None
-
-
-def _check_url(url: str) -> None:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme == "https" and host:
-        return
-    if parts.scheme == "http" and _is_loopback(host):
-        return
-    raise _error(
-        f"{_masked(url)}: only https URLs can be included (http only for this machine)",
-        "use the https:// form of the address",
-    )
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 # ---------------------------------------------------------------------------- git
-
-
-@dataclass(frozen=True, slots=True)
-class Refs:
-    """Tags and branches of a repository, each to its commit SHA."""
-
-    tags: Mapping[str, str] = field(default_factory=dict)
-    heads: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Resolved:
-    """A component version chosen from `Refs`: what to fetch, its commit and semver."""
-
-    ref: str
-    sha: str
-    version: str | None
-    label: str
-
-
-def resolve_version(spec: str, refs: Refs) -> Resolved | None:
-    """GitLab's order: `~latest`, partial semver (`1`, `1.2`), a tag, a branch, a commit SHA.
-
-    `~latest` and partial versions pick the highest release tag (no pre-release) that matches.
-    """
-    if spec == "~latest" or _SHORTHAND.fullmatch(spec):
-        wanted = () if spec == "~latest" else tuple(int(p) for p in spec.split("."))
-        best = _highest(refs.tags, wanted)
-        if best is not None or spec == "~latest":
-            return best
-    if spec in refs.tags:
-        version = spec if _SEMVER.fullmatch(spec) else None
-        return Resolved(f"refs/tags/{spec}", refs.tags[spec], version, spec)
-    if spec in refs.heads:
-        return Resolved(f"refs/heads/{spec}", refs.heads[spec], None, spec)
-    if _SHA.fullmatch(spec):
-        return Resolved(spec, spec, None, spec)
-    return None
-
-
-def _highest(tags: Mapping[str, str], wanted: tuple[int, ...]) -> Resolved | None:
-    releases = []
-    for tag, sha in tags.items():
-        match = _SEMVER.fullmatch(tag)
-        if match is None or match.group(4):
-            continue
-        numbers = (int(match.group(1)), int(match.group(2)), int(match.group(3)))
-        if numbers[: len(wanted)] == wanted:
-            releases.append((numbers, tag, sha))
-    if not releases:
-        return None
-    _, tag, sha = max(releases)
-    return Resolved(f"refs/tags/{tag}", sha, tag, tag)
-
-
-def parse_ls_remote(output: str) -> Refs:
-    """`git ls-remote` lines -> Refs; peeled `^{}` lines give annotated tags their commit."""
-    tags: dict[str, str] = {}
-    heads: dict[str, str] = {}
-    for line in output.splitlines():
-        sha, _, name = line.partition("\t")
-        if name.startswith("refs/tags/"):
-            tag = name.removeprefix("refs/tags/")
-            if tag.endswith("^{}"):
-                tags[tag.removesuffix("^{}")] = sha
-            else:
-                tags.setdefault(tag, sha)
-        elif name.startswith("refs/heads/"):
-            heads[name.removeprefix("refs/heads/")] = sha
-    return Refs(tags, heads)
 
 
 @dataclass
@@ -530,7 +300,7 @@ class _CacheRepo:
                     f"{self.what} is not in the include cache and --offline forbids fetching it",
                     NO_NETWORK_HINT,
                 )
-            notify(f"fetching {self.what} from {_masked(self.url)}")
+            notify(f"fetching {self.what} from {masked_url(self.url)}")
             return self._fetch(ref)
 
     def version(self, spec: str, settings: FetchSettings, notify: Notify) -> Resolved:
@@ -544,9 +314,9 @@ class _CacheRepo:
                     f"{self.what} is not in the include cache and --offline forbids fetching it",
                     NO_NETWORK_HINT,
                 )
-            notify(f"resolving {self.what}: listing the tags of {_masked(self.url)}")
+            notify(f"resolving {self.what}: listing the tags of {masked_url(self.url)}")
             resolved = self._resolve(spec)
-            notify(f"fetching {self.what} ({resolved.label}) from {_masked(self.url)}")
+            notify(f"fetching {self.what} ({resolved.label}) from {masked_url(self.url)}")
             sha = self._fetch(resolved.ref)
             resolved = Resolved(resolved.ref, sha, resolved.version, resolved.label)
             self._save_resolution(spec, resolved)
@@ -647,12 +417,12 @@ def _git_failure(
     detail = _stderr(proc)
     hint = (
         "localci uses your own git credentials (ssh agent or credential helper); check that "
-        f"`git ls-remote {_masked(url)}` works, or map the project to a local checkout "
+        f"`git ls-remote {masked_url(url)}` works, or map the project to a local checkout "
         "with --include-map"
     )
     if "couldn't find remote ref" in detail:
         hint = "check `ref:` (a branch, tag or full commit SHA of that project)"
-    return _error(f"{what}: cannot {action} {_masked(url)}: {detail}", hint)
+    return _error(f"{what}: cannot {action} {masked_url(url)}: {detail}", hint)
 
 
 def _stderr(proc: subprocess.CompletedProcess[bytes]) -> str:
@@ -674,7 +444,8 @@ def _origin_finding(origin: str | None) -> str:
     if origin.startswith("file:") or ("://" not in origin and _SCP.match(origin) is None):
         return f"`origin` is {origin!r}, a local path that names no server; {expected}"
     return (
-        f"`origin` is {_masked(origin)!r}, a URL form localci cannot read a host from; {expected}"
+        f"`origin` is {masked_url(origin)!r}, a URL form localci cannot read a host from; "
+        f"{expected}"
     )
 
 
@@ -806,14 +577,6 @@ def _decode(data: bytes, what: str) -> str:
         raise ExternalIncludeError(
             Problem(f"{what} is not valid UTF-8 (byte {exc.start})")
         ) from None
-
-
-def _masked(url: str) -> str:
-    parts = urlsplit(url) if "://" in url else None
-    if parts is None or parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _now() -> str:

@@ -1,33 +1,31 @@
-"""Parsers for each job keyword: raw YAML value -> model value, problems located."""
+"""Parsers for each job keyword: raw YAML value -> model value, problems located.
+
+`variables` is parsed in variable_keywords, `rules` and `only`/`except` in rule_keywords,
+`needs` and `parallel` in graph_keywords.
+"""
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterator
 from typing import Any
 
 from localci.config.fields import Reader, scalar_text, type_name
+from localci.config.graph_keywords import needs, parallel
 from localci.config.model import (
     AllowFailure,
     Artifacts,
     Cache,
     CacheKeyFiles,
-    Changes,
     Environment,
     Image,
     Inherit,
     Job,
-    Need,
-    Parallel,
-    RefPolicy,
     Retry,
-    Rule,
     Service,
-    Variable,
 )
-from localci.config.yaml_source import LocDict, LocList, location_of
-from localci.errors import Location, Problem
+from localci.config.rule_keywords import JOB_WHEN, ref_policy, rules
+from localci.config.variable_keywords import variables
+from localci.errors import Location
 
 JOB_KEYS = frozenset(
     {
@@ -84,36 +82,6 @@ UNSUPPORTED = (
     "pages",
 )
 _NOTHING: tuple[Any, ...] = (None, [], {})  # a keyword with one of these values does nothing
-MAX_MATRIX_JOBS = 200
-JOB_WHEN = ("on_success", "on_failure", "always", "manual", "delayed")
-RULE_WHEN = (*JOB_WHEN, "never")
-JOB_RULE_KEYS = frozenset(
-    {
-        "if",
-        "changes",
-        "exists",
-        "when",
-        "start_in",
-        "allow_failure",
-        "variables",
-        "needs",
-        "interruptible",
-    }
-)
-WORKFLOW_RULE_KEYS = frozenset(
-    {
-        "if",
-        "changes",
-        "exists",
-        "when",
-        "variables",
-        "auto_cancel",
-        "start_in",
-        "allow_failure",
-        "needs",
-    }
-)
-VARIABLE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 CACHE_KEYS = frozenset(
     {"key", "paths", "untracked", "policy", "when", "fallback_keys", "unprotect"}
 )
@@ -257,315 +225,6 @@ def _trigger_include_problems(entry: Any) -> list[str]:
     if kinds == ["project"] and "file" not in entry:
         return ["an include of a project needs `file:`"]
     return []
-
-
-# ---- variables -------------------------------------------------------------------------------
-
-
-def variables(
-    reader: Reader, key: str, *, allow_options: bool = False, allow_expand: bool = True
-) -> tuple[Variable, ...] | None:
-    raw = reader.get(key)
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        reader.fail(key, f"should be a mapping of NAME: value, not a {type_name(raw)}")
-        return None
-    out = []
-    for name, value in raw.items():
-        var = _variable(reader, key, str(name), value, allow_options, allow_expand)
-        if var is not None:
-            out.append(var)
-    return tuple(out)
-
-
-def _variable(
-    reader: Reader, key: str, name: str, value: Any, allow_options: bool, allow_expand: bool
-) -> Variable | None:
-    where = raw_where(reader.get(key), name) or reader.where(key)
-    path = reader.path(f"{key}:{name}")
-
-    def fail(message: str) -> None:
-        reader.problems.append(Problem(message, where, job=reader.job, path=path))
-
-    if not VARIABLE_NAME.match(name):
-        fail("a variable name may contain only letters, digits and `_`")
-        return None
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return Variable(name, scalar_text(value))
-    if not isinstance(value, dict):
-        fail(f"the value should be a string or a mapping with `value:`, not a {type_name(value)}")
-        return None
-    allowed = (
-        {"value", "description", "expand", "options"}
-        if allow_options
-        else {"value", "description", "expand"}
-    )
-    if not allow_expand:
-        allowed.discard("expand")
-    unknown = set(value) - allowed
-    if unknown:
-        fail(
-            f"unknown keys {', '.join(sorted(map(str, unknown)))}; allowed: "
-            f"{', '.join(sorted(allowed))}"
-        )
-        return None
-    inner = value.get("value")
-    if isinstance(inner, (dict, list)):
-        fail("`value` should be a string")
-        return None
-    expand = value.get("expand", True)
-    if not isinstance(expand, bool):
-        fail("`expand` should be true or false")
-        expand = True
-    options = tuple(scalar_text(o) for o in value.get("options") or ())
-    return Variable(name, scalar_text(inner), expand, _opt_text(value.get("description")), options)
-
-
-def _opt_text(value: Any) -> str | None:
-    return None if value is None else scalar_text(value)
-
-
-def raw_where(mapping: Any, key: str) -> Location | None:
-    if isinstance(mapping, LocDict):
-        return mapping.key_locs.get(key)
-    return None
-
-
-# ---- rules, only/except ------------------------------------------------------------------------
-
-
-def rules(reader: Reader, key: str, *, workflow: bool = False) -> tuple[Rule, ...] | None:
-    raw = reader.get(key)
-    if raw is None:
-        return ()
-    items = _rule_items(reader, key, raw)
-    out = []
-    for index, (item, where) in enumerate(items):
-        rule = _rule(reader, f"{key}[{index}]", item, where, workflow)
-        if rule is not None:
-            out.append(rule)
-    return tuple(out)
-
-
-def _rule_items(reader: Reader, key: str, raw: Any) -> list[tuple[Any, Location | None]]:
-    if not isinstance(raw, list):
-        reader.fail(key, f"should be a list of rules, not a {type_name(raw)}")
-        return []
-    out: list[tuple[Any, Location | None]] = []
-    for index, item in enumerate(raw):
-        where = raw.where(index) if isinstance(raw, LocList) else reader.where(key)
-        if isinstance(item, list):
-            out.extend(_rule_items(reader, key, item))
-        else:
-            out.append((item, location_of(item) or where))
-    return out
-
-
-def _rule(
-    reader: Reader, path: str, item: Any, where: Location | None, workflow: bool
-) -> Rule | None:
-    if not isinstance(item, dict):
-        reader.problems.append(
-            Problem(
-                f"a rule should be a mapping, not {item!r}",
-                where,
-                job=reader.job,
-                path=reader.path(path),
-            )
-        )
-        return None
-    sub = Reader(item, reader.job, f"{reader.path(path)}:", reader.problems, where, reader.warnings)
-    sub.unknown_keys(WORKFLOW_RULE_KEYS if workflow else JOB_RULE_KEYS, "rule")
-    when_values = ("always", "never") if workflow else RULE_WHEN
-    if_text = sub.string("if")
-    if if_text is not None:
-        _check_expression(sub, if_text)
-    return Rule(
-        if_=if_text,
-        changes=sub.typed("changes", changes),
-        exists=_exists(sub),
-        when=sub.choice("when", when_values),
-        allow_failure=None if workflow else _rule_allow_failure(sub),
-        variables=variables(sub, "variables", allow_expand=False) or (),
-        needs=None if workflow or "needs" not in item else needs(sub, "needs"),
-        start_in=sub.string("start_in"),
-        interruptible=sub.boolean("interruptible"),
-        location=where,
-    )
-
-
-def _check_expression(reader: Reader, text: str) -> None:
-    from localci.expr import ExpressionError, parse_expression
-
-    try:
-        parse_expression(text)
-    except ExpressionError as exc:
-        reader.fail(
-            "if",
-            str(exc),
-            hint='see GitLab\'s CI/CD expression syntax: $VAR == "value", $VAR =~ /regex/, &&, ||',
-        )
-
-
-def _rule_allow_failure(reader: Reader) -> bool | None:
-    value = reader.get("allow_failure")
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        reader.fail("allow_failure", "in a rule, allow_failure should be true or false")
-        return None
-    return value
-
-
-def _exists(reader: Reader) -> tuple[str, ...] | None:
-    value = reader.get("exists")
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        sub = reader.child("exists", value)
-        return sub.strings("paths") or ()
-    return reader.strings("exists")
-
-
-def changes(reader: Reader, key: str, value: Any) -> Changes | None:
-    if isinstance(value, dict):
-        sub = reader.child(key, value)
-        sub.unknown_keys(frozenset({"paths", "compare_to"}), "changes")
-        return Changes(sub.strings("paths") or (), sub.string("compare_to"))
-    paths = reader.string_list(key, value)
-    return None if paths is None else Changes(paths)
-
-
-def ref_policy(reader: Reader, key: str, value: Any) -> RefPolicy | None:
-    if isinstance(value, (str, list)):
-        refs = reader.string_list(key, value)
-        return None if refs is None else RefPolicy(refs=refs)
-    if not isinstance(value, dict):
-        reader.fail(key, f"should be a list of refs or a mapping, not a {type_name(value)}")
-        return None
-    sub = reader.child(key, value)
-    sub.unknown_keys(frozenset({"refs", "variables", "changes", "kubernetes"}), key)
-    change = sub.typed("changes", changes)
-    return RefPolicy(
-        refs=sub.strings("refs") or (),
-        variables=sub.strings("variables") or (),
-        changes=change,
-        kubernetes=sub.string("kubernetes"),
-    )
-
-
-# ---- needs, parallel ---------------------------------------------------------------------------
-
-
-def needs(reader: Reader, key: str) -> tuple[Need, ...] | None:
-    raw = reader.get(key)
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raw = [raw]
-    out = []
-    for item in raw:
-        need = _need(reader, key, item)
-        if need is not None:
-            out.append(need)
-    return tuple(out)
-
-
-def _need(reader: Reader, key: str, item: Any) -> Need | None:
-    if isinstance(item, (str, int, float)) and not isinstance(item, bool):
-        return Need(str(item))
-    if not isinstance(item, dict):
-        reader.fail(key, f"each need should be a job name or a mapping, not {item!r}")
-        return None
-    sub = Reader(
-        item,
-        reader.job,
-        reader.path(key) + ":",
-        reader.problems,
-        location_of(item) or reader.where(key),
-        reader.warnings,
-    )
-    sub.unknown_keys(
-        frozenset({"job", "artifacts", "optional", "parallel", "project", "ref", "pipeline"}),
-        "need",
-    )
-    if "pipeline" in item and "job" not in item:
-        return Need(job="", external=f"pipeline {item['pipeline']}")
-    name = sub.string("job")
-    if name is None:
-        sub.fail("job", "a need mapping requires `job:`")
-        return None
-    external = None
-    if "project" in item:
-        external = f"project {item['project']}"
-    elif "pipeline" in item:
-        external = f"pipeline {item['pipeline']}"
-    return Need(
-        job=name,
-        artifacts=bool(sub.boolean("artifacts", True)),
-        optional=bool(sub.boolean("optional", False)),
-        matrix=_need_matrix(sub),
-        external=external,
-    )
-
-
-def _need_matrix(reader: Reader) -> tuple[dict[str, tuple[str, ...]], ...] | None:
-    """Values are lists, as in a job's own `parallel:matrix` (a scalar is a one-item list):
-    GitLab's Normalizer expands a need's matrix with the same MatrixStrategy.expand."""
-    value = reader.get("parallel")
-    if value is None:
-        return None
-    matrix = value.get("matrix") if isinstance(value, dict) else None
-    if not isinstance(matrix, list):
-        reader.fail("parallel", "needs:parallel should contain `matrix:` with a list")
-        return None
-    out = []
-    for entry in matrix:
-        if not isinstance(entry, dict):
-            continue
-        values = {str(k): _matrix_values(v) for k, v in entry.items()}
-        if any(v is None for v in values.values()):
-            reader.fail("parallel", "needs:parallel:matrix values should be a string or a list")
-            return None
-        out.append({k: v for k, v in values.items() if v is not None})
-    return tuple(out)
-
-
-def parallel(reader: Reader, key: str, value: Any) -> Parallel | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not 1 <= value <= 200:
-            reader.fail(key, "parallel should be a number from 1 to 200")
-            return None
-        return Parallel(count=value)
-    matrix = value.get("matrix") if isinstance(value, dict) else None
-    if not isinstance(matrix, list) or not matrix:
-        reader.fail(key, "parallel should be a number or `matrix:` with a list of mappings")
-        return None
-    out = []
-    for entry in matrix:
-        if not isinstance(entry, dict):
-            reader.fail(key, "parallel:matrix entries should be mappings of NAME: values")
-            return None
-        values = {str(k): _matrix_values(v) for k, v in entry.items()}
-        if any(v is None for v in values.values()):
-            reader.fail(key, "parallel:matrix values should be a string or a list of strings")
-            return None
-        out.append({k: v for k, v in values.items() if v is not None})
-    jobs = sum(math.prod(len(v) for v in entry.values()) for entry in out)
-    if jobs > MAX_MATRIX_JOBS:
-        reader.fail(
-            key, f"parallel:matrix generates {jobs} jobs; GitLab allows at most {MAX_MATRIX_JOBS}"
-        )
-        return None
-    return Parallel(matrix=tuple(out))
-
-
-def _matrix_values(value: Any) -> tuple[str, ...] | None:
-    items = value if isinstance(value, list) else [value]
-    if any(isinstance(item, (dict, list)) for item in items):
-        return None
-    return tuple(scalar_text(v) for v in items)
 
 
 # ---- cache, artifacts --------------------------------------------------------------------------

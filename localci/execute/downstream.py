@@ -223,7 +223,7 @@ class DownstreamRunner:
         return passed
 
     def _create_child(self, job: PlannedJob, spec: TriggerSpec, say: _Say) -> _Created:
-        from localci.plan.build import build_plan
+        from localci.plan.planner import build_plan
 
         user = {**self.settings.project_variables, **self._passed(job, spec, say)}
         ctx = child_context(self.settings.plan.context)
@@ -255,8 +255,8 @@ class DownstreamRunner:
         from localci.config.external import external_source
         from localci.execute.pipeline import git_dir_of
         from localci.execute.workspace import WorkspacePool, take_snapshot
-        from localci.plan.build import build_plan
         from localci.plan.context import detect_context
+        from localci.plan.planner import build_plan
         from localci.plan.variables import include_rule_variables
 
         say(f"Project {spec.project} is mapped to {checkout}")

@@ -5,9 +5,9 @@ A pure function of its inputs (plus the git facts `changes`/`exists` read, injec
 
 from __future__ import annotations
 
-from localci.plan.build import build_plan, explain_job, select_jobs
 from localci.plan.model import Plan, PlannedJob, PlannedNeed
-from localci.plan.rules import GitFacts, RepoFacts, StaticFacts
+from localci.plan.planner import build_plan, explain_job, select_jobs
+from localci.plan.repo_facts import GitFacts, RepoFacts, StaticFacts
 
 __all__ = [
     "GitFacts",

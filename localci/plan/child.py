@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from localci.config import load_pipeline_from_source
-from localci.config.includes import DirectorySource, ExternalSource
+from localci.config.include_sources import DirectorySource, ExternalSource
 from localci.config.model import Pipeline
 from localci.errors import ConfigError, LocalCIError, Problem
 from localci.plan.context import PipelineContext
@@ -232,7 +232,7 @@ def plan_child(
     depth: int = 0,
 ) -> ChildPlan | None:
     """The static plan of `job`'s child pipeline (None if `job` is not a trigger job)."""
-    from localci.plan.build import build_plan
+    from localci.plan.planner import build_plan
 
     spec = job_trigger(job)
     if spec is None:

@@ -1,22 +1,20 @@
 """The pipeline context: the ref, commit, project and changed paths a local pipeline is made for.
 
-Every git fact localci needs before planning is read here, in at most six git processes.
+Every git fact localci needs before planning is read here (through `git_reads`, the plumbing),
+in at most six git processes.
 """
 
 from __future__ import annotations
 
 import getpass
-import os
 import re
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from localci.errors import GitError, UsageError
-from localci.git import run_git
+from localci.plan import git_reads
+from localci.plan.git_text import DEFAULT_PORTS, commit_description, commit_title, project_location
 
 ZERO_SHA = "0" * 40
 MR_SOURCE = "merge_request_event"
@@ -43,8 +41,6 @@ PIPELINE_SOURCES = (
 )
 
 _SIGNATURE_START = re.compile(rb"^-----BEGIN (?:PGP|SSH) SIGNATURE-----$", re.MULTILINE)
-_SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>.+)$")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,7 +120,7 @@ class PipelineContext:
     @property
     def server_url(self) -> str:
         port = self.server_port
-        default = _DEFAULT_PORTS.get(self.server_protocol)
+        default = DEFAULT_PORTS.get(self.server_protocol)
         suffix = "" if port == default else f":{port}"
         return f"{self.server_protocol}://{self.server_host}{suffix}"
 
@@ -152,44 +148,6 @@ class _Request:
     mr_target: str | None
     changes_since: str | None
     protected_refs: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _Object:
-    """One object read by `git cat-file --batch`."""
-
-    sha: str
-    kind: str
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class _Commit:
-    """The fields of a commit object the CI variables use."""
-
-    author: str
-    timestamp: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Repo:
-    """The git facts read once from a repository."""
-
-    root: Path
-    config: Mapping[str, str]
-    refs: Mapping[str, str]
-    symrefs: Mapping[str, str]
-    head_branch: str | None
-    objects: Mapping[str, _Object | None]
-
-    @property
-    def head(self) -> _Object | None:
-        return self.objects.get("HEAD")
-
-    def upstream_remote(self, branch: str) -> str:
-        remote = self.config.get(f"branch.{branch}.remote", "")
-        return remote if remote and remote != "." else "origin"
 
 
 # --------------------------------------------------------------------------------- entry points
@@ -228,13 +186,13 @@ def detect_context(
     )
     _check_request(request)
     root = _existing_dir(project_dir)
-    is_repo, head_branch = _read_head(root)
-    config = _read_config(root)
+    is_repo, head_branch = git_reads.read_head(root)
+    config = git_reads.read_config(root)
     if not is_repo:
         return _synthetic_context(root, config, request)
-    refs, symrefs = _list_refs(root)
-    objects = _read_objects(root, _wanted_objects(request))
-    repo = _Repo(root, config, refs, symrefs, head_branch, objects)
+    refs, symrefs = git_reads.list_refs(root)
+    objects = git_reads.read_objects(root, _wanted_objects(request))
+    repo = git_reads.Repo(root, config, refs, symrefs, head_branch, objects)
     return _repo_context(repo, request)
 
 
@@ -246,13 +204,13 @@ def workspace_files(project_dir: Path) -> list[str]:
     project_dir except `.git/` and `.localci/`.
     """
     root = _existing_dir(project_dir)
-    proc = _run(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    proc = git_reads.run(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
     if proc.returncode != 0:
-        if _not_a_repo(proc):
-            return _walk_files(root)
-        raise GitError(f"could not list the files of {root}: {_stderr(proc)}")
-    deleted = _git_paths(root, "ls-files", "-z", "--deleted")
-    return sorted(set(_split_paths(proc.stdout)) - set(deleted))
+        if git_reads.not_a_repo(proc):
+            return git_reads.walk_files(root)
+        raise GitError(f"could not list the files of {root}: {git_reads.error_text(proc)}")
+    deleted = git_reads.git_paths(root, "ls-files", "-z", "--deleted")
+    return sorted(set(git_reads.split_paths(proc.stdout)) - set(deleted))
 
 
 def changed_paths(ctx: PipelineContext, compare_to: str | None = None) -> frozenset[str] | None:
@@ -269,57 +227,21 @@ def changed_paths(ctx: PipelineContext, compare_to: str | None = None) -> frozen
     base = _resolve_compare_to(ctx, compare_to) if compare_to else ctx.changes_base
     if base is None:
         return None
-    proc = _run(
+    proc = git_reads.run(
         ctx.project_dir,
         *("diff", "--name-only", "-z", "--no-renames", "--no-ext-diff", "--relative"),
         *("--merge-base", base),
     )
     if proc.returncode != 0:
-        if "no merge base" in _stderr(proc):
+        if "no merge base" in git_reads.error_text(proc):
             return None  # unrelated histories: nothing meaningful to compare, like a new branch
-        raise GitError(f"could not compute changed files against {base[:12]}: {_stderr(proc)}")
-    untracked = _git_paths(ctx.project_dir, "ls-files", "-z", "--others", "--exclude-standard")
-    return frozenset(_split_paths(proc.stdout)) | frozenset(untracked)
-
-
-# ------------------------------------------------------------------------------ commit messages
-
-
-def commit_title(message: str) -> str:
-    """`CI_COMMIT_TITLE`: the full first line of the message (GitLab's `full_title`)."""
-    if not message.strip():
-        return "No commit message"
-    return message.split("\n", 1)[0]
-
-
-def commit_description(message: str) -> str:
-    """`CI_COMMIT_DESCRIPTION`: the message after the first line, chomped.
-
-    GitLab rule: when the first line is longer than 100 characters the description is
-    `"…" + message[80:]` instead (the title would be cut there in its UI).
-    """
-    title_end = message.find("\n")
-    if (title_end < 0 and len(message) > 100) or title_end > 100:
-        return "…" + message[80:]
-    if title_end < 0:
-        return ""
-    return _chomp(message[title_end + 1 :])
-
-
-def parse_remote_url(url: str) -> tuple[str, str, str, int] | None:
-    """`(host, project_path, protocol, web_port)` of a GitLab remote URL, or None for a local one.
-
-    Handles `git@host:group/sub/proj.git`, `ssh://git@host:22/group/proj.git` and http(s)
-    with or without `.git` and credentials. ssh remotes say nothing of the web server: https/443.
-    """
-    text = url.strip()
-    if "://" in text:
-        return _parse_url_form(text)
-    match = _SCP_LIKE.match(text)
-    if match is None:
-        return None
-    path = _clean_project_path(match["path"])
-    return (match["host"].lower(), path, "https", 443) if path else None
+        raise GitError(
+            f"could not compute changed files against {base[:12]}: {git_reads.error_text(proc)}"
+        )
+    untracked = git_reads.git_paths(
+        ctx.project_dir, "ls-files", "-z", "--others", "--exclude-standard"
+    )
+    return frozenset(git_reads.split_paths(proc.stdout)) | frozenset(untracked)
 
 
 # ------------------------------------------------------------------------------------ assembly
@@ -361,14 +283,19 @@ def _wanted_objects(request: _Request) -> list[str]:
     return names
 
 
-def _repo_context(repo: _Repo, request: _Request) -> PipelineContext:
+def _repo_context(repo: git_reads.Repo, request: _Request) -> PipelineContext:
     has_commits = repo.head is not None
-    ref = request.tag or request.branch or repo.head_branch or _branch_containing_head(repo.root)
+    ref = (
+        request.tag
+        or request.branch
+        or repo.head_branch
+        or git_reads.branch_containing_head(repo.root)
+    )
     default = _default_branch(request.default_branch, repo.refs, repo.symrefs, repo.config)
-    commit = _parse_commit(repo.head.body) if repo.head is not None else None
+    commit = git_reads.parse_commit(repo.head.body) if repo.head is not None else None
     mr = _merge_request(repo, request, ref, default, commit)
     base, label, reason = _changes_base(repo, request, ref, mr)
-    host, path, protocol, port = _project_location(repo.config, repo.root)
+    host, path, protocol, port = project_location(repo.config, repo.root)
     name, email = _user(repo.config)
     message = commit.message if commit else ""
     return PipelineContext(
@@ -407,7 +334,7 @@ def _repo_context(repo: _Repo, request: _Request) -> PipelineContext:
 def _synthetic_context(root: Path, config: Mapping[str, str], request: _Request) -> PipelineContext:
     default = _default_branch(request.default_branch, {}, {}, config)
     ref = request.tag or request.branch or default
-    host, path, protocol, port = _project_location({}, root)
+    host, path, protocol, port = project_location({}, root)
     name, email = _user(config)
     mr = None
     if request.source == MR_SOURCE:
@@ -438,7 +365,7 @@ def _synthetic_context(root: Path, config: Mapping[str, str], request: _Request)
 
 
 def _merge_request(
-    repo: _Repo, request: _Request, ref: str, default: str, commit: _Commit | None
+    repo: git_reads.Repo, request: _Request, ref: str, default: str, commit: git_reads.Commit | None
 ) -> MergeRequest | None:
     if request.source != MR_SOURCE:
         return None
@@ -455,7 +382,7 @@ def _merge_request(
     )
 
 
-def _merge_base(repo: _Repo, source: str, target: str) -> str:
+def _merge_base(repo: git_reads.Repo, source: str, target: str) -> str:
     remote = repo.upstream_remote(source)
     candidates = (f"refs/remotes/{remote}/{target}", f"refs/heads/{target}")
     target_sha = next((repo.refs[c] for c in candidates if c in repo.refs), None)
@@ -465,16 +392,18 @@ def _merge_base(repo: _Repo, source: str, target: str) -> str:
             f" (looked for {' and '.join(candidates)});"
             " fetch it, or pass --mr-target with a branch that exists locally"
         )
-    proc = _run(repo.root, "merge-base", "HEAD", target_sha)
+    proc = git_reads.run(repo.root, "merge-base", "HEAD", target_sha)
     if proc.returncode == 1:
         raise GitError(f"HEAD and the merge request target {target!r} have no common history")
     if proc.returncode != 0:
-        raise GitError(f"could not find the merge-base with {target!r}: {_stderr(proc)}")
+        raise GitError(
+            f"could not find the merge-base with {target!r}: {git_reads.error_text(proc)}"
+        )
     return proc.stdout.decode().strip()
 
 
 def _changes_base(
-    repo: _Repo, request: _Request, ref: str, mr: MergeRequest | None
+    repo: git_reads.Repo, request: _Request, ref: str, mr: MergeRequest | None
 ) -> tuple[str | None, str | None, str]:
     """(base commit, its name, why it is the base) for `rules:changes`."""
     if request.changes_since is not None:
@@ -504,7 +433,7 @@ def _changes_base(
 _NO_PUSH_INFO = "no push information (new branch, tag, schedule...), so every `changes` is true"
 
 
-def _pushed_base(repo: _Repo, tracking: str, tip: str) -> tuple[str, str, str]:
+def _pushed_base(repo: git_reads.Repo, tracking: str, tip: str) -> tuple[str, str, str]:
     """Nothing to push: HEAD is what the remote already has. GitLab ran that push's pipeline
     against the branch's previous tip, which is where the remote-tracking ref pointed before
     it last moved (its reflog), else HEAD's first parent. With neither (a root or shallow
@@ -517,7 +446,7 @@ def _pushed_base(repo: _Repo, tracking: str, tip: str) -> tuple[str, str, str]:
         " commit's first parent",
     }
     for label, reason in reasons.items():
-        proc = _run(repo.root, "rev-parse", "--verify", "--quiet", f"{label}^{{commit}}")
+        proc = git_reads.run(repo.root, "rev-parse", "--verify", "--quiet", f"{label}^{{commit}}")
         sha = proc.stdout.decode().strip()
         if proc.returncode == 0 and sha and sha != tip:
             return sha, label, reason
@@ -539,7 +468,7 @@ def _resolve_compare_to(ctx: PipelineContext, compare_to: str) -> str:
         raise GitError(f"rules:changes:compare_to {compare_to!r} is not a ref name")
     short = compare_to.removeprefix("refs/heads/")
     names = [f"refs/remotes/{ctx.remote}/{short}^{{commit}}", f"{compare_to}^{{commit}}"]
-    found = _read_objects(ctx.project_dir, names)
+    found = git_reads.read_objects(ctx.project_dir, names)
     for name in names:
         obj = found.get(name)
         if obj is not None:
@@ -547,7 +476,7 @@ def _resolve_compare_to(ctx: PipelineContext, compare_to: str) -> str:
     raise GitError(f"rules:changes:compare_to {compare_to!r} is not a branch, tag or commit here")
 
 
-def _tag_message(repo: _Repo, tag: str | None) -> str | None:
+def _tag_message(repo: git_reads.Repo, tag: str | None) -> str | None:
     if tag is None:
         return None
     obj = repo.objects.get(f"refs/tags/{tag}")
@@ -558,7 +487,9 @@ def _tag_message(repo: _Repo, tag: str | None) -> str | None:
     if signature is not None:
         body = body[: signature.start()]
     # Chomped: GitLab's API and variables show tag messages without git's trailing newline.
-    return _chomp(_decode(body, _headers(obj.body).get("encoding", "utf-8")))
+    return git_reads.chomp(
+        git_reads.decode_text(body, git_reads.object_headers(obj.body).get("encoding", "utf-8"))
+    )
 
 
 def _default_branch(
@@ -595,196 +526,9 @@ def _is_protected(ref: str, is_tag: bool, default: str, patterns: Sequence[str])
     )
 
 
-def _project_location(config: Mapping[str, str], root: Path) -> tuple[str, str, str, int]:
-    url = config.get("remote.origin.url")
-    parsed = parse_remote_url(url) if url else None
-    if parsed is not None:
-        return parsed
-    return "localhost", f"local/{root.name or 'project'}", "https", 443
-
-
-def _parse_url_form(text: str) -> tuple[str, str, str, int] | None:
-    parts = urlsplit(text)
-    try:
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme == "file" or not parts.hostname:
-        return None
-    path = _clean_project_path(parts.path)
-    if not path:
-        return None
-    if parts.scheme in _DEFAULT_PORTS:
-        return parts.hostname, path, parts.scheme, port or _DEFAULT_PORTS[parts.scheme]
-    return parts.hostname, path, "https", 443
-
-
-def _clean_project_path(path: str) -> str:
-    cleaned = path.strip().strip("/").removesuffix(".git").strip("/")
-    return cleaned.lstrip("~")
-
-
 def _user(config: Mapping[str, str]) -> tuple[str, str]:
     try:
         login = getpass.getuser()
     except (OSError, KeyError):
         login = "localci"
     return config.get("user.name") or login, config.get("user.email") or f"{login}@localhost"
-
-
-# ------------------------------------------------------------------------------- git plumbing
-
-
-def _run(cwd: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return run_git(cwd, *args, stdin=stdin)
-
-
-def _stderr(proc: subprocess.CompletedProcess[bytes]) -> str:
-    return proc.stderr.decode("utf-8", "replace").strip() or f"exit status {proc.returncode}"
-
-
-def _not_a_repo(proc: subprocess.CompletedProcess[bytes]) -> bool:
-    return proc.returncode == 128 and b"not a git repository" in proc.stderr
-
-
-def _git_paths(root: Path, *args: str) -> list[str]:
-    proc = _run(root, *args)
-    if proc.returncode != 0:
-        raise GitError(f"git {' '.join(args[:2])} failed in {root}: {_stderr(proc)}")
-    return _split_paths(proc.stdout)
-
-
-def _split_paths(output: bytes) -> list[str]:
-    return [os.fsdecode(item) for item in output.split(b"\0") if item]
-
-
-def _read_head(root: Path) -> tuple[bool, str | None]:
-    """(is a repository, checked-out branch or None when detached). Works on unborn branches."""
-    proc = _run(root, "symbolic-ref", "-q", "HEAD")
-    if proc.returncode == 0:
-        return True, proc.stdout.decode("utf-8", "replace").strip().removeprefix("refs/heads/")
-    if proc.returncode == 1:
-        return True, None
-    if _not_a_repo(proc):
-        return False, None
-    raise GitError(f"cannot read the git repository at {root}: {_stderr(proc)}")
-
-
-def _read_config(root: Path) -> dict[str, str]:
-    proc = _run(root, "config", "-z", "--list")
-    if proc.returncode != 0:
-        return {}
-    entries: dict[str, str] = {}
-    for item in proc.stdout.decode("utf-8", "replace").split("\0"):
-        key, _, value = item.partition("\n")
-        if key:
-            entries[key] = value
-    return entries
-
-
-def _list_refs(root: Path) -> tuple[dict[str, str], dict[str, str]]:
-    proc = _run(
-        root,
-        "for-each-ref",
-        "--format=%(refname)%00%(objectname)%00%(symref)",
-        "refs/heads",
-        "refs/remotes",
-    )
-    if proc.returncode != 0:
-        raise GitError(f"could not list the branches of {root}: {_stderr(proc)}")
-    refs: dict[str, str] = {}
-    symrefs: dict[str, str] = {}
-    for line in proc.stdout.decode("utf-8", "replace").split("\n"):
-        if line:
-            name, sha, target = line.split("\0")
-            refs[name] = sha
-            if target:
-                symrefs[name] = target
-    return refs, symrefs
-
-
-def _read_objects(root: Path, names: Sequence[str]) -> dict[str, _Object | None]:
-    """Resolve and read several objects in one `git cat-file --batch` process."""
-    stdin = "".join(f"{name}\n" for name in names).encode()
-    proc = _run(root, "cat-file", "--batch", stdin=stdin)
-    if proc.returncode != 0:
-        raise GitError(f"could not read objects of {root}: {_stderr(proc)}")
-    data, pos = proc.stdout, 0
-    found: dict[str, _Object | None] = {}
-    for name in names:
-        end = data.index(b"\n", pos)
-        header = data[pos:end].decode("utf-8", "replace")
-        pos = end + 1
-        parts = header.split(" ")
-        if len(parts) != 3 or not parts[2].isdigit():
-            found[name] = None  # "<name> missing" or "<name> ambiguous"
-            continue
-        size = int(parts[2])
-        found[name] = _Object(parts[0], parts[1], data[pos : pos + size])
-        pos += size + 1
-    return found
-
-
-def _branch_containing_head(root: Path) -> str:
-    proc = _run(root, "for-each-ref", "--contains", "HEAD", "--format=%(refname)", "refs/heads")
-    if proc.returncode != 0:
-        raise GitError(f"could not find the branch of the detached HEAD: {_stderr(proc)}")
-    names = [
-        line.removeprefix("refs/heads/")
-        for line in proc.stdout.decode("utf-8", "replace").split("\n")
-        if line
-    ]
-    if len(names) == 1:
-        return names[0]
-    found = (
-        f"{len(names)} local branches contain it ({', '.join(names[:5])})"
-        if names
-        else "no local branch contains it"
-    )
-    raise GitError(
-        f"HEAD is detached and {found}; pass --branch NAME or --tag NAME to choose the ref"
-    )
-
-
-def _headers(raw: bytes) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for line in raw.partition(b"\n\n")[0].split(b"\n"):
-        if line and not line.startswith(b" "):
-            key, _, value = line.decode("utf-8", "replace").partition(" ")
-            headers.setdefault(key, value)
-    return headers
-
-
-def _parse_commit(raw: bytes) -> _Commit:
-    headers = _headers(raw)
-    author = headers.get("author", "").rsplit(" ", 2)[0]
-    try:
-        epoch = int(headers.get("committer", "").rsplit(" ", 2)[1])
-    except (IndexError, ValueError):
-        epoch = 0
-    stamp = datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    message = _decode(raw.partition(b"\n\n")[2], headers.get("encoding", "utf-8"))
-    return _Commit(author=author, timestamp=stamp, message=message)
-
-
-def _decode(data: bytes, encoding: str) -> str:
-    try:
-        return data.decode(encoding)
-    except (LookupError, UnicodeDecodeError):
-        return data.decode("utf-8", "replace")
-
-
-def _chomp(text: str) -> str:
-    for ending in ("\r\n", "\n", "\r"):
-        if text.endswith(ending):
-            return text[: -len(ending)]
-    return text
-
-
-def _walk_files(root: Path) -> list[str]:
-    files: list[str] = []
-    for current, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in (".git", ".localci")]
-        base = Path(current).relative_to(root)
-        files.extend((base / name).as_posix() for name in names)
-    return sorted(files)

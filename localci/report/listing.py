@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
-    from localci.config.includes import ExternalSource
+    from localci.config.include_sources import ExternalSource
 
 
 def list_json(

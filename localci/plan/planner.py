@@ -10,12 +10,11 @@ from types import MappingProxyType
 from localci.config.model import Job, Pipeline, Variable
 from localci.errors import PlanError, Problem, UsageError
 from localci.plan.context import PipelineContext, describe_changes_base
-from localci.plan.graph import GraphJob, Instance, expand_jobs, resolve_graph
+from localci.plan.job_graph import GraphJob, Instance, expand_jobs, resolve_graph
 from localci.plan.model import Plan, PlannedJob, PlannedNeed
+from localci.plan.repo_facts import GitFacts, RepoFacts
 from localci.plan.rules import (
     Decision,
-    GitFacts,
-    RepoFacts,
     RuleEvaluator,
     Scope,
     WorkflowDecision,

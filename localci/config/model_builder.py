@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from localci.config import keywords as kw
+from localci.config import rule_keywords, variable_keywords
 from localci.config.fields import Reader, describe
 from localci.config.merge import flatten_commands, resolve_extends, resolve_references
 from localci.config.model import DEFAULT_STAGES, Job, Pipeline, Workflow
@@ -57,7 +58,7 @@ def build_pipeline(config: LocDict, files: tuple[str, ...], warnings: list[str])
     config = resolve_references(resolve_extends(config, problems), problems)
     root = Reader(config, None, "", problems, config.loc, warnings)
     stages = _stages(root)
-    variables = kw.variables(root, "variables", allow_options=True) or ()
+    variables = variable_keywords.variables(root, "variables", allow_options=True) or ()
     defaults = _defaults(config, root)
     workflow = _workflow(root)
     jobs: list[Job] = []
@@ -122,7 +123,7 @@ def _workflow(root: Reader) -> Workflow:
         return Workflow()
     reader = root.child("workflow", workflow)
     reader.unknown_keys(frozenset({"rules", "name", "auto_cancel"}), "workflow config")
-    rules = kw.rules(reader, "rules", workflow=True) if "rules" in workflow else None
+    rules = rule_keywords.rules(reader, "rules", workflow=True) if "rules" in workflow else None
     on_failure = "none"
     auto_cancel = reader.mapping_of("auto_cancel")
     if auto_cancel is not None:
