@@ -605,6 +605,15 @@ def clear_workspace(ws: Workspace) -> None:
         raise state_error(Path(exc.filename or ws.project_dir), exc, "clear workspace") from exc
 
 
+def ensure_slot_dirs(ws: Workspace) -> None:
+    """Make the slot's directories real directories again (a job may have replaced one by a
+    symlink): before anything is written into the slot, also its venv."""
+    try:
+        _ensure_real_dirs(ws)
+    except OSError as exc:
+        raise state_error(Path(exc.filename or ws.builds_dir), exc, "prepare workspace") from exc
+
+
 def _ensure_real_dirs(ws: Workspace) -> None:
     # A job may have replaced any of these by a symlink; writing through it would escape.
     for path in (ws.builds_dir.parent, ws.builds_dir, ws.project_dir, ws.state_dir):
