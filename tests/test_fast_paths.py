@@ -158,6 +158,12 @@ LIST_CASES = {
         job:
           script: [x]
         """,
+    "child without its file": """\
+        job:
+          script: [x]
+        child:
+          trigger: {include: missing.yml}
+        """,
     "wide characters": """\
         tést-✓:
           script: [x]
@@ -183,7 +189,8 @@ def test_piped_list_is_the_table_rich_prints(
 
 
 def test_plain_table_is_written_without_rich(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo", {".gitlab-ci.yml": LIST_CASES["mixed"]})
+    files = {".gitlab-ci.yml": LIST_CASES["child without its file"]}
+    repo = make_repo(tmp_path / "repo", files)
     code = (
         "import sys\n"
         "sys.argv = ['localci', '-C', sys.argv[1], 'list']\n"
@@ -194,7 +201,8 @@ def test_plain_table_is_written_without_rich(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-c", code, str(repo)], capture_output=True, text=True, check=True
     )
-    assert "│ unit " in out.stdout
+    assert "│ child " in out.stdout
+    assert "hint: " in out.stdout  # the reason's second line
     assert out.stderr.strip() == "False False"
 
 

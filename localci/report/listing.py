@@ -296,7 +296,8 @@ def _plain_lines(
         tail.append(f"{excluded} job(s) not in this pipeline; `localci list --all` shows why")
     jobs = [job for job in _ordered(plan, show_all=False) if job.name not in in_containers]
     tail += _services_lines(plan, jobs)
-    return [*head, *table, *tail] if _simple(tail) else None
+    lines = [line for text in tail for line in text.split("\n")]  # a reason may have hints
+    return [*head, *table, *lines] if _simple(lines) else None
 
 
 def _simple(texts: list[str]) -> bool:
