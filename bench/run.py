@@ -36,7 +36,7 @@ REPO_ROOT = BENCH_DIR.parent
 EXAMPLE = REPO_ROOT / "examples" / "data-science"
 # Where the README tells you to install it (a scratch folder outside the repository).
 GCL_DEFAULT = Path("/tmp/gcl/node_modules/gitlab-ci-local/dist/index.js")  # noqa: S108
-ROWS = ("overhead", "plan", "workspace", "cache", "example")
+ROWS = ("startup", "overhead", "plan", "workspace", "memory", "cache", "example")
 
 
 class BenchError(RuntimeError):
@@ -143,6 +143,31 @@ def timed(
     return elapsed
 
 
+def peak_rss_kb(cmd: Sequence[str], cwd: Path, *, log: Path) -> int:
+    """Peak RSS (KiB) of `cmd`: the largest of it and the processes it waited for. A fresh
+    wrapper process runs it, as RUSAGE_CHILDREN keeps the maximum over all children."""
+    wrapper = (
+        "import resource, subprocess, sys\n"
+        "out = subprocess.DEVNULL\n"
+        "code = subprocess.call(sys.argv[1:], stdout=out, stderr=out)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "sys.exit(code)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", wrapper, *cmd],
+        cwd=cwd,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise BenchError(f"{' '.join(cmd)} exited with {out.returncode} in {cwd} (peak RSS run)")
+    with log.open("a") as record:
+        record.write(f"peak RSS of {' '.join(cmd)}: {out.stdout.strip()} KiB\n")
+    return int(out.stdout.strip())
+
+
 def localci_cmd() -> list[str]:
     exe = Path(sys.executable).with_name("localci")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "localci"]
@@ -221,6 +246,41 @@ class Bench:
         if gcl.timed_out or median is None:
             return gcl.show(self.sizes.gcl_timeout_s)
         return f"{gcl.show()}, {median / local:.1f}x localci"
+
+    # ----------------------------------------------------------------------- startup
+
+    def startup(self) -> None:
+        """`localci --version` and `list` of 10 jobs against the bare interpreter's start-up."""
+        jobs = pipelines.trivial_jobs(5, 2)
+        repo = pipelines.make_git_repo(
+            self.root / "startup", {".gitlab-ci.yml": pipelines.trivial_yaml(jobs)}
+        )
+        floor_cmd = [sys.executable, "-c", "pass"]
+        commands: dict[str, Callable[[], float | None]] = {
+            "python": lambda: timed(floor_cmd, repo, log=self.log),
+            "version": lambda: self.run_localci(repo, "--version"),
+            "list": lambda: self.run_localci(repo, "list"),
+        }
+        for fn in commands.values():
+            fn()  # warm-up: bytecode caches, page cache
+        samples = sample_interleaved(commands, max(self.sizes.reps, 9))
+        floor = samples["python"].median
+        assert floor is not None
+        for key, name in (("version", "localci --version"), ("list", "localci list: 10 jobs")):
+            local = samples[key].median
+            assert local is not None
+            self.report.rows.append(
+                Row(
+                    name=name,
+                    localci=samples[key].show(),
+                    baseline=f"python -c pass {samples['python'].show()}",
+                    ratio=f"{local / floor:.1f}x python",
+                    per_job=f"+{(local - floor) * 1000:.0f} ms over python",
+                    gcl="-",
+                    target="<= 120 ms",
+                    verdict="met" if local <= 0.120 else "NOT met",
+                )
+            )
 
     # ----------------------------------------------------------------------- overhead
 
@@ -316,14 +376,24 @@ class Bench:
             f"| tar -C {copy_dir} -xf -"
         )
 
+        builds = _builds_root(project)
+
         def first_run() -> float | None:
+            # A first run: no .localci/ and no build slot in the user cache either.
             shutil.rmtree(project / ".localci", ignore_errors=True)
+            shutil.rmtree(builds, ignore_errors=True)
             return self.run_localci(project, "run", "-q")
 
         def copy_tree() -> float | None:
             shutil.rmtree(copy_dir, ignore_errors=True)
             copy_dir.mkdir()
             return timed(["bash", "-c", tar], base, log=self.log)
+
+        def copy_tree_and_venv() -> float | None:
+            shutil.rmtree(copy_dir, ignore_errors=True)
+            copy_dir.mkdir()
+            venv = f"{sys.executable} -m venv --without-pip {copy_dir}/.venv"
+            return timed(["bash", "-c", f"{tar} && {venv}"], base, log=self.log)
 
         def gcl_first_run() -> float | None:
             assert gcl_project is not None
@@ -333,6 +403,7 @@ class Bench:
         first_commands: dict[str, Callable[[], float | None]] = {
             "localci": first_run,
             "copy": copy_tree,
+            "copy+venv": copy_tree_and_venv,
         }
         rerun_commands: dict[str, Callable[[], float | None]] = {
             "localci": functools.partial(self.run_localci, project, "run", "-q"),
@@ -342,19 +413,71 @@ class Bench:
             rerun_commands["gcl"] = functools.partial(self.run_gcl, gcl_project, "--quiet")
         first = sample_interleaved(first_commands, self.sizes.reps)
         rerun = sample_interleaved(rerun_commands, self.sizes.reps)
-        copy = first["copy"].median
-        assert copy is not None
-        for label, samples in (("first run", first), ("re-run", rerun)):
-            local = samples["localci"].median
-            assert local is not None
+        copy, venv = first["copy"].median, first["copy+venv"].median
+        assert copy is not None and venv is not None
+        local = first["localci"].median
+        assert local is not None
+        targets = [("<= 4x tar+venv", local <= 4 * venv)]
+        gcl = first["gcl"].median if "gcl" in first else None
+        if gcl is not None:
+            targets.append(("<= 0.5x gitlab-ci-local", local <= 0.5 * gcl))
+        self.report.rows.append(
+            Row(
+                name=f"run 1 job in a {files}-file repo: first run",
+                localci=first["localci"].show(),
+                baseline=f"tar + venv {first['copy+venv'].show()} (tar {_seconds(copy)})",
+                ratio=f"{local / venv:.1f}x tar+venv",
+                per_job="-",
+                gcl=self.gcl_column(first, local),
+                target="; ".join(t for t, _ in targets),
+                verdict="; ".join("met" if ok else "NOT met" for _, ok in targets),
+            )
+        )
+        again = rerun["localci"].median
+        assert again is not None
+        self.report.rows.append(
+            Row(
+                name=f"run 1 job in a {files}-file repo: re-run",
+                localci=rerun["localci"].show(),
+                baseline=f"tar copy of the tree {first['copy'].show()}",
+                ratio=f"{again / copy:.1f}x copy",
+                per_job="-",
+                gcl=self.gcl_column(rerun, again),
+                target="stays ~0.4 s or better",
+                verdict="",
+            )
+        )
+
+    # ----------------------------------------------------------------------- memory
+
+    def memory(self) -> None:
+        """Peak RSS of `localci run`: the 320-job echo pipeline and the 5,000-file repository."""
+        per_stage, stages = self.sizes.overhead[-1]
+        jobs = pipelines.trivial_jobs(per_stage, stages)
+        echo = pipelines.make_git_repo(
+            self.root / "memory" / "echo", {".gitlab-ci.yml": pipelines.trivial_yaml(jobs)}
+        )
+        files = self.sizes.workspace_files
+        big = self._workspace_repo(self.root / "memory" / "files", files)
+        time.sleep(2.5)
+        cases = ((f"{len(jobs)} echo jobs", echo), (f"1 job, {files}-file repo, first run", big))
+        for label, repo in cases:
+            shutil.rmtree(repo / ".localci", ignore_errors=True)
+            shutil.rmtree(_builds_root(repo), ignore_errors=True)
+            peaks = [
+                peak_rss_kb([*localci_cmd(), "run", "-q"], repo, log=self.log) for _ in range(3)
+            ]
+            peak_mb = max(peaks) / 1024
             self.report.rows.append(
                 Row(
-                    name=f"run 1 job in a {files}-file repo: {label}",
-                    localci=samples["localci"].show(),
-                    baseline=f"tar copy of the tree {first['copy'].show()}",
-                    ratio=f"{local / copy:.1f}x copy",
+                    name=f"peak RSS of localci run: {label}",
+                    localci=f"{peak_mb:.0f} MB (max of 3)",
+                    baseline="-",
+                    ratio="-",
                     per_job="-",
-                    gcl=self.gcl_column(samples, local),
+                    gcl="-",
+                    target="< 200 MB",
+                    verdict="met" if peak_mb < 200 else "NOT met",
                 )
             )
 
@@ -430,6 +553,16 @@ class Bench:
                 verdict="met" if ratio <= 1.2 else "NOT met",
             )
         )
+
+
+def _builds_root(project: Path) -> Path:
+    """Where localci keeps `project`'s build slots (outside the project, in the user cache)."""
+    code = "import sys; from pathlib import Path; from localci.state import project_builds_root;"
+    code += " print(project_builds_root(Path(sys.argv[1])))"
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(project)], capture_output=True, text=True, check=True
+    )
+    return Path(out.stdout.strip())
 
 
 def _commit_on_feature_branch(repo: Path) -> None:

@@ -3,12 +3,16 @@
 Importing localci creates ~70 dataclasses and many small objects; collections triggered while
 importing cost ~20 ms of a ~150 ms `localci list`, for cycles that do not exist yet.
 
+`localci --version` alone is answered here: it is called by scripts and version checks that
+should not wait for the whole CLI to be imported.
+
 Until the CLI takes over signals, Ctrl-C or SIGTERM ends localci at once with the documented
 130 and no traceback: nothing has been started or written yet that would need cleaning up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -24,7 +28,20 @@ for _sig in (signal.SIGINT, signal.SIGTERM):
     signal.signal(_sig, _exit_interrupted)
 
 
+def _print_version() -> None:
+    # The output click's version_option prints, without importing click and the CLI for it.
+    from localci import __version__
+
+    with contextlib.suppress(BrokenPipeError):  # `localci --version | head -c1` is no error
+        os.write(1, f"localci, version {__version__}\n".encode())
+
+
 def main() -> None:
+    import sys
+
+    if sys.argv[1:] == ["--version"]:
+        _print_version()
+        return
     import gc
 
     gc.disable()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gc
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +122,104 @@ def test_commands_leave_garbage_collection_as_they_found_it(tmp_path: Path) -> N
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+LIST_CASES = {
+    "mixed": """\
+        stages: [build, test, deploy]
+        compile:
+          stage: build
+          script: [make]
+        lint:
+          stage: build
+          script: [lint]
+          allow_failure: {exit_codes: [2, 3]}
+        unit:
+          stage: test
+          needs: [compile, {job: lint, optional: true}]
+          script: [test]
+          services: [postgres:16]
+        "matrix: [3.11]":
+          stage: test
+          needs: []
+          allow_failure: true
+          script: [test]
+        skipped:
+          stage: deploy
+          rules: [{if: '$CI_COMMIT_BRANCH == "prod"'}]
+          script: [deploy]
+        child:
+          stage: deploy
+          trigger: {include: child.yml}
+        """,
+    "no pipeline": """\
+        workflow:
+          rules: [{if: '$CI_COMMIT_TAG'}]
+        job:
+          script: [x]
+        """,
+    "child without its file": """\
+        job:
+          script: [x]
+        child:
+          trigger: {include: missing.yml}
+        """,
+    "wide characters": """\
+        tést-✓:
+          script: [x]
+        """,
+}
+
+
+@pytest.mark.parametrize("case", sorted(LIST_CASES))
+@pytest.mark.parametrize("show_all", [False, True])
+def test_piped_list_is_the_table_rich_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, show_all: bool
+) -> None:
+    from localci.report import listing
+
+    files = {".gitlab-ci.yml": LIST_CASES[case], "child.yml": "c:\n  script: [x]\n"}
+    repo = make_repo(tmp_path / "repo", files)
+    args = ["list", "--all"] if show_all else ["list"]
+    plain = run_cli(repo, *args)
+    monkeypatch.setattr(listing, "_plain_output", lambda: False)
+    drawn = run_cli(repo, *args)
+    assert (plain.exit_code, plain.stdout) == (drawn.exit_code, drawn.stdout)
+    assert "Pipeline for branch main" in plain.stdout
+
+
+def test_plain_table_is_written_without_rich(tmp_path: Path) -> None:
+    files = {".gitlab-ci.yml": LIST_CASES["child without its file"]}
+    repo = make_repo(tmp_path / "repo", files)
+    code = (
+        "import sys\n"
+        "sys.argv = ['localci', '-C', sys.argv[1], 'list']\n"
+        "from localci.entry import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('rich' in sys.modules, 'jinja2' in sys.modules, file=sys.stderr)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(repo)], capture_output=True, text=True, check=True
+    )
+    assert "│ child " in out.stdout
+    assert "hint: " in out.stdout  # the reason's second line
+    assert out.stderr.strip() == "False False"
+
+
+def test_version_is_answered_before_the_cli_is_imported() -> None:
+    from click.testing import CliRunner
+
+    from localci.cli import cli
+
+    expected = CliRunner().invoke(cli, ["--version"]).output
+    code = (
+        "import sys\n"
+        "sys.argv = ['localci', '--version']\n"
+        "from localci.entry import main\n"
+        "main()\n"
+        "print(sorted(m for m in ('click', 'localci.cli', 'yaml') if m in sys.modules),"
+        " file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == expected
+    assert out.stderr.strip() == "[]"

@@ -129,6 +129,11 @@ def test_snapshot_selects_the_right_files(repo: Path) -> None:
     assert edited is not None
     assert edited.read_text() == "uncommitted edit\n"
     assert snap.blob_path("link_in") is None
+    # Unchanged tracked files are not copied: their content is the blob git's index names.
+    app_blob = git(repo, "rev-parse", "HEAD:src/app.py").strip()
+    assert snap.by_path["src/app.py"].data == f"git:{app_blob}"
+    assert snap.blob_path("src/app.py") is None
+    assert snap.by_path["edited.txt"].data == hashlib.sha256(b"uncommitted edit\n").hexdigest()
     assert load_snapshot(Store(repo), snap.pipeline_id) == snap
 
 
@@ -347,7 +352,7 @@ def test_damaged_blob_is_detected_and_healed(repo: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(ws_mod, "_RACY_NS", 0)
     store = Store(repo)
     snap = snapshot_of(repo, store)
-    blob = snap.blob_path("src/app.py")
+    blob = snap.blob_path("new.txt")
     assert blob is not None
     blob.chmod(0o644)
     blob.write_bytes(b"")  # what a power cut can leave behind
@@ -356,7 +361,7 @@ def test_damaged_blob_is_detected_and_healed(repo: Path, monkeypatch: pytest.Mon
             prepare(ws, snap)
         healed = snapshot_of(repo, store)
         prepare(ws, healed)
-        assert (ws.project_dir / "src" / "app.py").read_text() == "print('app')\n"
+        assert (ws.project_dir / "new.txt").read_text() == "untracked\n"
 
 
 def test_pool_gives_distinct_slots_in_one_process(repo: Path) -> None:
@@ -466,3 +471,40 @@ def test_remove_stale_drops_orphaned_pipeline_locks(repo: Path) -> None:
     assert store.lock_path(f"pipeline-{pipeline_id}").exists()
     remove_stale(store)
     assert not store.lock_path(f"pipeline-{pipeline_id}").exists()
+
+
+def test_files_git_would_convert_or_does_not_look_at_are_read_from_the_tree(
+    repo: Path,
+) -> None:
+    """Only tracked files whose working-tree bytes are their staged blob come from git."""
+    git(repo, "config", "filter.shout.clean", "tr a-z A-Z")
+    git(repo, "config", "filter.shout.smudge", "cat")
+    (repo / ".gitattributes").write_text("*.up filter=shout\n*.id ident\n")
+    (repo / "a.up").write_text("quiet\n")  # staged as "QUIET"
+    (repo / "b.id").write_text("$Id$\n")  # staged as "$Id$", checked out expanded
+    (repo / "hidden.txt").write_text("committed\n")
+    (repo / "big.bin").write_bytes(os.urandom(9 << 20))  # streamed, not held in memory
+    git(repo, "add", ".gitattributes", "a.up", "b.id", "hidden.txt", "big.bin")
+    git(repo, "commit", "-q", "-m", "filters")
+    git(repo, "update-index", "--assume-unchanged", "hidden.txt")
+    (repo / "hidden.txt").write_text("edited but hidden from git\n")
+    touched = repo / "README.md"
+    os.utime(touched, ns=(1, 1))  # stat differs from the index, content does not
+    snap = snapshot_of(repo)
+    for name in ("a.up", "b.id", "hidden.txt", "README.md"):
+        assert not snap.by_path[name].data.startswith("git:"), name
+    assert snap.by_path[".gitattributes"].data.startswith("git:")
+    assert snap.by_path["big.bin"].data.startswith("git:")
+    store = Store(repo)
+    with WorkspacePool(store, "proj").acquire() as ws:
+        prepare(ws, snap)
+        names = ("a.up", "b.id", "hidden.txt", "README.md", "src/app.py", "run.sh", "big.bin")
+        for name in names:
+            assert (ws.project_dir / name).read_bytes() == (repo / name).read_bytes(), name
+        assert os.access(ws.project_dir / "run.sh", os.X_OK)
+
+
+def test_autocrlf_reads_every_file_from_the_tree(repo: Path) -> None:
+    git(repo, "config", "core.autocrlf", "true")
+    snap = snapshot_of(repo)
+    assert not any(e.data.startswith("git:") for e in snap.entries)

@@ -35,8 +35,8 @@ from localci.execute.interpreters import (
 from localci.execute.process import ProcessOutcome, kill_session, run_bash
 from localci.execute.results import JobResult, Status
 from localci.execute.store import Store, remove_tree
-from localci.execute.venvs import VenvFactory, activated_env
-from localci.execute.workspace import Snapshot, Workspace, WorkspacePool
+from localci.execute.venvs import Venv, VenvFactory, activated_env
+from localci.execute.workspace import Snapshot, Workspace, WorkspacePool, ensure_slot_dirs
 from localci.plan.model import PlannedJob
 from localci.plan.services import image_name, job_services, unstarted_services_note
 from localci.plan.variables import (
@@ -228,18 +228,25 @@ class JobRunner:
         git = git_settings(_git_variables(job, ctx), full_history=ctx.full_history)
         for warning in git.warnings:
             _note(notes, writer, warning)
-        prepare_job_workspace(
-            ws,
-            ctx.snapshot,
-            git,
-            ref=ctx.ref,
-            ref_is_tag=ctx.ref_is_tag,
-            user_git_dir=ctx.user_git_dir,
-            log=writer.line,
-        )
+        ensure_slot_dirs(ws)  # before the venv thread writes into the slot
+        early_venv = self._start_venv(job, python, ws)
+        try:
+            prepare_job_workspace(
+                ws,
+                ctx.snapshot,
+                git,
+                ref=ctx.ref,
+                ref_is_tag=ctx.ref_is_tag,
+                user_git_dir=ctx.user_git_dir,
+                log=writer.line,
+            )
+        finally:
+            if early_venv is not None:
+                early_venv.wait()  # never outlive the slot's lock, whatever happened
         timeout_s = _timeout(job, ctx.default_timeout_s)
         hooks = ctx.hooks or JobHooks()
-        with self._session(job, python, ws, writer, notes, timeout_s, cancel) as session:
+        session_cm = self._session(job, python, ws, writer, notes, timeout_s, cancel, early_venv)
+        with session_cm as session:
             hooks.before(job, ws, session.host_env, notes, log=writer.line)
             commands = (*job.job.before_script, *job.job.script)
             trace = session.env.get("CI_DEBUG_TRACE") == "true"
@@ -271,6 +278,7 @@ class JobRunner:
         notes: list[str],
         timeout_s: float,
         cancel: threading.Event,
+        early_venv: _EarlyVenv | None = None,
     ) -> contextlib.AbstractContextManager[ScriptSession]:
         ctx = self.ctx
         facts = RuntimeFacts(
@@ -286,12 +294,21 @@ class JobRunner:
         dotenv = (ctx.hooks or JobHooks()).dotenv(job)
         if ctx.containers is not None and ctx.containers.wants(job):
             return ctx.containers.session(job, ws, facts, dotenv, writer.line, notes, cancel)
-        base = self._venv(job, python, ws, writer, notes)
+        base = self._venv(job, python, ws, writer, notes, early_venv)
         base = job_inherited_env(base, ws.builds_dir)
         env = job_environment(job, facts, dotenv, ctx.user_variables, base)
-        return contextlib.nullcontext(
-            _HostSession(ws, env, ctx.color, writer.line, writer.secrets)
-        )
+        return contextlib.nullcontext(_HostSession(ws, env, ctx.color, writer.line, writer.secrets))
+
+    def _start_venv(
+        self, job: PlannedJob, python: PythonChoice, ws: Workspace
+    ) -> _EarlyVenv | None:
+        """Start creating the job's venv now, when it will need one: it is written to the slot
+        next to the project, so it is made while the workspace files are being written."""
+        ctx = self.ctx
+        if ctx.executor == "host" or (ctx.containers is not None and ctx.containers.wants(job)):
+            return None
+        dest, record = ws.builds_dir / "venv", ws.state_dir / "venv.json"
+        return _EarlyVenv(lambda log: ctx.venvs.fresh(dest, python.spec, record, log=log))
 
     def python_choice(self, job: PlannedJob) -> PythonChoice:
         return python_for_job(job, self.ctx.python, self.ctx.base_env)
@@ -303,6 +320,7 @@ class JobRunner:
         ws: Workspace,
         writer: _LogWriter,
         notes: list[str],
+        early_venv: _EarlyVenv | None = None,
     ) -> dict[str, str]:
         base = host_base(self.ctx.base_env)
         if self.ctx.executor == "host":
@@ -318,8 +336,11 @@ class JobRunner:
         services = unstarted_services_note(job, self.ctx.user_variables)
         if services:
             _note(notes, writer, services)
-        dest, record = ws.builds_dir / "venv", ws.state_dir / "venv.json"
-        venv, kept = self.ctx.venvs.fresh(dest, python.spec, record, log=writer.line)
+        if early_venv is not None:
+            venv, kept = early_venv.result(log=writer.line)
+        else:
+            dest, record = ws.builds_dir / "venv", ws.state_dir / "venv.json"
+            venv, kept = self.ctx.venvs.fresh(dest, python.spec, record, log=writer.line)
         how = "untouched since its creation, kept" if kept else "created"
         writer.line(f"Using Python {venv.version} in a fresh virtualenv ({how})")
         if python.python_image:
@@ -560,3 +581,32 @@ def _end_leftovers(ws: Workspace, writer: _LogWriter) -> None:
 def _human(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+class _EarlyVenv:
+    """VenvFactory.fresh running in its own thread; its log lines are kept until result()."""
+
+    def __init__(self, make: Callable[[Callable[[str], None]], tuple[Venv, bool]]) -> None:
+        self._lines: list[str] = []
+        self._outcome: tuple[Venv, bool] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(make,), daemon=True)
+        self._thread.start()
+
+    def _run(self, make: Callable[[Callable[[str], None]], tuple[Venv, bool]]) -> None:
+        try:
+            self._outcome = make(self._lines.append)
+        except BaseException as exc:  # re-raised in the job's thread by result()
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self, log: Callable[[str], None]) -> tuple[Venv, bool]:
+        self._thread.join()
+        for line in self._lines:
+            log(line)
+        if self._error is not None:
+            raise self._error
+        assert self._outcome is not None
+        return self._outcome

@@ -7,6 +7,8 @@ plain copy of it with its own .git that borrows the user's objects through `alte
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -14,13 +16,15 @@ import os
 import re
 import shutil
 import stat
+import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from localci.errors import GitError, StateError
 from localci.execute.store import (
@@ -36,11 +40,14 @@ from localci.execute.store import (
 )
 
 FILE, LINK, DIR = "f", "l", "d"
+# A snapshot file's content: a blob of the store, or "git:<id>", a blob of the user's repository.
+_GIT_BLOB = "git:"
 _FORMAT = 1
 # A cached digest is trusted only for files whose ctime is this much older than the snapshot
 # that recorded it: coarse filesystem clocks could otherwise hide a same-size rewrite.
 _RACY_NS = 2_000_000_000
 _CHUNK = 1 << 20
+_BIG_BLOB = 8 << 20
 # Git refuses an invalid gitfile instead of searching further up, so a job that deleted its
 # workspace's .git can never reach the user's repository above .localci/.
 _FENCE = "localci: not a repository (a job's .git was removed; localci restores it)\n"
@@ -83,9 +90,10 @@ class Snapshot:
     by_path: Mapping[str, Entry] = field(default_factory=dict, repr=False, compare=False)
 
     def blob_path(self, path: str) -> Path | None:
-        """Where the snapshot content of regular file `path` is stored (None if not a file)."""
+        """Where the snapshot content of regular file `path` is stored (None if not a file, or
+        a file whose content is a blob of the user's git repository)."""
         entry = self.by_path.get(path)
-        if entry is None or entry.kind != FILE:
+        if entry is None or entry.kind != FILE or entry.data.startswith(_GIT_BLOB):
             return None
         return _blob_path(self.objects_dir, entry.data)
 
@@ -103,10 +111,12 @@ class Workspace:
 # --------------------------------------------------------------------------- git plumbing
 
 
-def _git(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> bytes:
+def _git(
+    cwd: Path, *args: str, env: Mapping[str, str] | None = None, stdin: bytes | None = None
+) -> bytes:
     from localci.git import git_output
 
-    return git_output(cwd, *args, env=env)
+    return git_output(cwd, *args, env=env, stdin=stdin)
 
 
 def _list_paths(project_dir: Path) -> list[str]:
@@ -124,6 +134,63 @@ def _list_refs(project_dir: Path) -> tuple[GitRef, ...]:
         sha, peeled, name = line.split("\0")
         refs.append(GitRef(name, sha, peeled))
     return tuple(refs)
+
+
+# Checks that must not be weakened by the user's configuration when asking git which tracked
+# files are unchanged since they were staged.
+_STRICT_STAT = ("-c", "core.checkStat=default", "-c", "core.trustctime=true")
+_CONVERTING_ATTRS = ("filter", "ident", "eol", "working-tree-encoding")
+
+
+def _index_blobs(project_dir: Path) -> dict[str, str]:
+    """Tracked files whose working-tree bytes are exactly their staged blob, as "git:<id>".
+
+    git's index already knows them (their stat data matches what it recorded, racy entries
+    are compared by content), so the snapshot need not read or store them: a workspace gets
+    them from the user's object database. Left out, and read like untracked files: files git
+    reports changed, assume-unchanged and skip-worktree entries (git does not look at those),
+    conflicts, symlinks and submodules, and any file that a filter, `ident`, an `eol` or a
+    working-tree encoding converts between blob and working tree.
+    """
+    if _converts_line_endings(project_dir):
+        return {}
+    out = _git(project_dir, "ls-files", "-z", "--stage", "-v")
+    blobs: dict[str, str] = {}
+    for record in out.split(b"\0"):
+        meta, _, raw = record.partition(b"\t")
+        fields = meta.split()
+        regular = len(fields) == 4 and fields[1] in (b"100644", b"100755")
+        if regular and fields[0] == b"H" and fields[3] == b"0":  # H: tracked, looked at, merged
+            blobs[os.fsdecode(raw)] = _GIT_BLOB + fields[2].decode()
+    changed = _git(project_dir, *_STRICT_STAT, "diff-files", "--name-only", "-z")
+    for raw in changed.split(b"\0"):
+        blobs.pop(os.fsdecode(raw), None)
+    for path in _converted_paths(project_dir, list(blobs)):
+        blobs.pop(path, None)
+    return blobs
+
+
+def _converts_line_endings(project_dir: Path) -> bool:
+    from localci.git import run_git
+
+    out = run_git(project_dir, "config", "--get-regexp", r"^core\.(autocrlf|eol)$").stdout
+    values = dict(line.split(" ", 1) for line in out.decode().lower().splitlines() if " " in line)
+    return values.get("core.autocrlf", "false") not in ("false", "0", "no", "off") or (
+        values.get("core.eol") == "crlf"
+    )
+
+
+def _converted_paths(project_dir: Path, paths: list[str]) -> set[str]:
+    if not paths:
+        return set()
+    stdin = b"".join(os.fsencode(p) + b"\0" for p in paths)
+    out = _git(project_dir, "check-attr", "-z", "--stdin", *_CONVERTING_ATTRS, stdin=stdin)
+    fields = out.split(b"\0")
+    converted = set()
+    for i in range(0, len(fields) - 2, 3):
+        if fields[i + 2] != b"unspecified":
+            converted.add(os.fsdecode(fields[i]))
+    return converted
 
 
 # --------------------------------------------------------------------------- blob store
@@ -249,9 +316,14 @@ _Scanned = tuple[Entry, "_Seen | None"]
 
 
 def _scan(
-    project_dir: Path, paths: list[str], cache: Mapping[str, _Seen], blobs: _Blobs
+    project_dir: Path,
+    paths: list[str],
+    cache: Mapping[str, _Seen],
+    blobs: _Blobs,
+    in_git: Mapping[str, str],
 ) -> list[_Scanned]:
-    """Stat every path; read (and store) only files the stat cache cannot vouch for."""
+    """Stat every path; read (and store) only files neither git's index (`in_git`, see
+    _index_blobs) nor the stat cache can vouch for."""
     found: dict[str, _Scanned] = {}
     to_hash: list[str] = []
     for rel in paths:
@@ -267,7 +339,10 @@ def _scan(
             found[rel] = Entry(rel, DIR, 0o755), None
         elif stat.S_ISREG(st.st_mode):  # sockets and fifos are skipped, as git does
             seen = cache.get(rel)
-            if seen is not None and _same_stat(seen, st) and blobs.has(seen.digest, st.st_size):
+            if rel in in_git:
+                entry = Entry(rel, FILE, stat.S_IMODE(st.st_mode), st.st_size, st.st_mtime_ns)
+                found[rel] = dataclasses.replace(entry, data=in_git[rel]), None
+            elif seen is not None and _same_stat(seen, st) and blobs.has(seen.digest, st.st_size):
                 found[rel] = _file_entry(rel, st.st_mode, seen), seen
             else:
                 to_hash.append(rel)
@@ -340,10 +415,11 @@ def take_snapshot(project_dir: Path, store: Store, *, pipeline_id: int, sha: str
     paths = _list_paths(project_dir)
     refs = _list_refs(project_dir)
     cache = _load_stat_cache(store)
+    in_git = _index_blobs(project_dir)
     blobs = _Blobs(store.path("objects"))
     with store.lock("objects", shared=True):
         blobs.tmp_dir.mkdir(exist_ok=True)
-        scanned = _scan(project_dir, paths, cache, blobs)
+        scanned = _scan(project_dir, paths, cache, blobs, in_git)
         entries = tuple(entry for entry, _ in scanned)
         snapshot = _make_snapshot(
             project_dir, blobs.dir, sha=sha, pipeline_id=pipeline_id, entries=entries, refs=refs
@@ -529,6 +605,15 @@ def clear_workspace(ws: Workspace) -> None:
         raise state_error(Path(exc.filename or ws.project_dir), exc, "clear workspace") from exc
 
 
+def ensure_slot_dirs(ws: Workspace) -> None:
+    """Make the slot's directories real directories again (a job may have replaced one by a
+    symlink): before anything is written into the slot, also its venv."""
+    try:
+        _ensure_real_dirs(ws)
+    except OSError as exc:
+        raise state_error(Path(exc.filename or ws.builds_dir), exc, "prepare workspace") from exc
+
+
 def _ensure_real_dirs(ws: Workspace) -> None:
     # A job may have replaced any of these by a symlink; writing through it would escape.
     for path in (ws.builds_dir.parent, ws.builds_dir, ws.project_dir, ws.state_dir):
@@ -632,10 +717,13 @@ def _restore_entries(
         if st is not None:
             Path(full).unlink()
         to_write.append(entry)
+    from_git = [e for e in to_write if e.data.startswith(_GIT_BLOB)]
+    from_store = [e for e in to_write if not e.data.startswith(_GIT_BLOB)]
     written = _parallel(
-        lambda e: _write_entry(e, f"{root}/{e.path}", snapshot.objects_dir), to_write
+        lambda e: _write_entry(e, f"{root}/{e.path}", snapshot.objects_dir), from_store
     )
-    for entry, st in zip(to_write, written, strict=True):
+    written += _write_from_git(str(root), from_git, snapshot.root)
+    for entry, st in zip([*from_store, *from_git], written, strict=True):
         result[entry.path] = _Placed.of(st, entry.data)
     return result, bool(to_write)
 
@@ -656,11 +744,20 @@ def _write_entry(entry: Entry, full: str, objects_dir: Path) -> os.stat_result:
     if entry.kind == LINK:
         Path(full).symlink_to(entry.data)
         return os.lstat(full)
+    blob = _blob_path(objects_dir, entry.data)
+
+    def fill(out: int) -> None:
+        if entry.size:
+            _copy_blob(blob, out, entry.size)
+
+    return _write_file(entry, full, fill)
+
+
+def _write_file(entry: Entry, full: str, fill: Callable[[int], None]) -> os.stat_result:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     out = os.open(full, flags, 0o600)
     try:
-        if entry.size:
-            _copy_blob(_blob_path(objects_dir, entry.data), out, entry.size)
+        fill(out)
         os.fchmod(out, entry.mode)
         os.utime(out, ns=(entry.mtime_ns, entry.mtime_ns))
         return os.fstat(out)
@@ -681,6 +778,90 @@ def _copy_blob(blob: Path, out: int, size: int) -> None:
             f"snapshot blob {blob} is damaged (expected {size} bytes, found {copied})\n"
             "    hint: delete .localci/objects and .localci/snapshots, then run again"
         )
+
+
+def _write_from_git(root: str, entries: list[Entry], repo: Path) -> list[os.stat_result]:
+    """Write `entries` (contents "git:<blob id>") from the user's object database: one
+    `git cat-file --batch` streams the blobs, a few threads create the files."""
+    if not entries:
+        return []
+    from localci.git import git_environment
+
+    proc = subprocess.Popen(
+        ["git", "cat-file", "--batch"],
+        cwd=repo,
+        env=git_environment(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    requests = "".join(e.data.removeprefix(_GIT_BLOB) + "\n" for e in entries).encode()
+    feeder = threading.Thread(target=_feed, args=(proc.stdin, requests), daemon=True)
+    feeder.start()
+    in_flight = threading.BoundedSemaphore(64)  # blobs read but not yet written
+
+    def write(entry: Entry, data: bytes) -> os.stat_result:
+        try:
+            return _write_file(entry, f"{root}/{entry.path}", lambda out: _write_all(out, data))
+        finally:
+            in_flight.release()
+
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures: list[Future[os.stat_result]] = []
+            for entry in entries:
+                size = _read_git_header(proc.stdout, entry, repo)
+                if size > _BIG_BLOB:  # streamed here rather than held in memory
+                    done: Future[os.stat_result] = Future()
+                    full = f"{root}/{entry.path}"
+                    fill = functools.partial(_copy_stream, proc.stdout, size=size)
+                    done.set_result(_write_file(entry, full, fill))
+                    futures.append(done)
+                else:
+                    data = proc.stdout.read(size)
+                    in_flight.acquire()
+                    futures.append(pool.submit(write, entry, data))
+                proc.stdout.read(1)  # each blob ends with a newline
+            return [future.result() for future in futures]
+    finally:
+        proc.stdout.close()
+        proc.kill()
+        proc.wait()
+        feeder.join()
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    with contextlib.suppress(OSError):  # git ended early: the reader reports why
+        pipe.write(data)
+        pipe.close()
+
+
+def _read_git_header(stream: IO[bytes], entry: Entry, repo: Path) -> int:
+    header = stream.readline().split()
+    if len(header) != 3 or header[1] != b"blob":
+        raise StateError(
+            f"blob {entry.data.removeprefix(_GIT_BLOB)} of {entry.path} is no longer in the "
+            f"git repository {repo} (the pipeline's snapshot needs it); run the pipeline again"
+        )
+    # A size other than entry.size: the file was edited between git's look and localci's
+    # stat; the blob is what the snapshot saw, and the slot's record will not match it.
+    return int(header[2])
+
+
+def _copy_stream(stream: IO[bytes], out: int, *, size: int) -> None:
+    while size > 0:
+        chunk = stream.read(min(size, _CHUNK))
+        if not chunk:
+            raise StateError("git cat-file ended early while writing a job workspace")
+        _write_all(out, chunk)
+        size -= len(chunk)
+
+
+def _write_all(out: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(out, view) :]
 
 
 def _copy_range(src: int, out: int, size: int) -> int:
