@@ -12,7 +12,7 @@ from pathlib import Path
 
 from localci.errors import GitError
 
-__all__ = ["REDIRECTING_VARIABLES", "git_environment", "git_output", "run_git"]
+__all__ = ["REDIRECTING_VARIABLES", "git_environment", "git_output", "git_process", "run_git"]
 
 # Variables that point git at another repository, work tree, index, object store or config
 # than the directory it runs in: git's own list (`git rev-parse --local-env-vars`, which git
@@ -92,6 +92,24 @@ def run_git(
         raise GitError("git is not installed (not found on PATH); localci needs it") from None
     except subprocess.TimeoutExpired:
         raise GitError(f"`git {args[0]}` did not finish within {timeout:g} s") from None
+    except OSError as exc:
+        raise GitError(f"git could not be run in {cwd}: {exc}") from None
+
+
+def git_process(cwd: Path, *args: str) -> subprocess.Popen[bytes]:
+    """A running `git ARGS` in `cwd` with localci's environment, stdin and stdout piped (for
+    `cat-file --batch` and the like); GitError when git cannot be started."""
+    try:
+        return subprocess.Popen(
+            ["git", *_OPTIONS, *args],
+            cwd=cwd,
+            env=git_environment(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        raise GitError("git is not installed (not found on PATH); localci needs it") from None
     except OSError as exc:
         raise GitError(f"git could not be run in {cwd}: {exc}") from None
 

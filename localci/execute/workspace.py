@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -785,16 +784,9 @@ def _write_from_git(root: str, entries: list[Entry], repo: Path) -> list[os.stat
     `git cat-file --batch` streams the blobs, a few threads create the files."""
     if not entries:
         return []
-    from localci.git import git_environment
+    from localci.git import git_process
 
-    proc = subprocess.Popen(
-        ["git", "cat-file", "--batch"],
-        cwd=repo,
-        env=git_environment(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = git_process(repo, "cat-file", "--batch")
     assert proc.stdin is not None and proc.stdout is not None
     requests = "".join(e.data.removeprefix(_GIT_BLOB) + "\n" for e in entries).encode()
     feeder = threading.Thread(target=_feed, args=(proc.stdin, requests), daemon=True)
