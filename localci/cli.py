@@ -259,12 +259,17 @@ def lint(opts: Options, /, strict: bool, **kwargs: Any) -> None:
 @click.option(
     "--origins", is_flag=True, help="Show where each job and keyword came from (file, include)."
 )
-@click.option("--child", "child_of", metavar="JOB",
-              help="The merged configuration of the child pipeline trigger job JOB creates.")
+@click.option(
+    "--child",
+    "child_of",
+    metavar="JOB",
+    help="The merged configuration of the child pipeline trigger job JOB creates.",
+)
 @context_options
 @click.pass_obj
-def config(opts: Options, /, as_json: bool, origins: bool, child_of: str | None,
-           **kwargs: Any) -> None:
+def config(
+    opts: Options, /, as_json: bool, origins: bool, child_of: str | None, **kwargs: Any
+) -> None:
     """Print the merged configuration (includes, extends, !reference and default resolved)."""
     loaded = _load(opts, kwargs)
     pipeline = loaded.pipeline if child_of is None else _child_pipeline(loaded, child_of)
@@ -379,8 +384,11 @@ def _explain_child(loaded: Loaded, name: str) -> None:
     help="Default job timeout (default 1h; a job's `timeout:` wins).",
 )
 @click.option("--dry-run", is_flag=True, help="Show what would run; run nothing.")
-@click.option("--full-history", is_flag=True,
-              help="Give jobs the whole git history (default: GIT_DEPTH, else 20 like GitLab).")
+@click.option(
+    "--full-history",
+    is_flag=True,
+    help="Give jobs the whole git history (default: GIT_DEPTH, else 20 like GitLab).",
+)
 @click.option(
     "--executor",
     type=click.Choice(["auto", "container", "venv", "host"]),
@@ -439,16 +447,19 @@ def run_command(
     plan = _plan(loaded)
     console = _console(color)
     if not plan.created:
-        console.print(f"No pipeline is created for {plan.context.ref}: {plan.workflow_reason}",
-                      markup=False)
+        console.print(
+            f"No pipeline is created for {plan.context.ref}: {plan.workflow_reason}", markup=False
+        )
         return
     selection = select_jobs(plan, stages=stages, names=job_names, with_needs=with_needs)
     jobs = list(selection.ordered())
     if not dry_run and not plan.context.is_git_repo:
         # Workspaces are snapshots of a git working tree (tracked + untracked, not ignored).
-        raise GitError(f"`localci run` needs a git repository: jobs run in a snapshot of its "
-                       f"working tree, and {plan.context.project_dir} is not one; run "
-                       "`git init` there (nothing needs to be committed) and try again")
+        raise GitError(
+            f"`localci run` needs a git repository: jobs run in a snapshot of its "
+            f"working tree, and {plan.context.project_dir} is not one; run "
+            "`git init` there (nothing needs to be committed) and try again"
+        )
     placement = _placement(plan, jobs, executor, allow_host, console, refuse=not dry_run)
     if dry_run:
         from localci.report.listing import print_list
@@ -688,19 +699,27 @@ def logs(opts: Options, /, job: str | None, pipeline_id: int | None) -> None:
 @cli.command()
 @click.option("--pipeline", "pipeline_id", type=int, help="Pipeline number (default: latest).")
 @click.option("--history", is_flag=True, help="The recent pipelines with charts, not one run.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the page here instead of into the run's records.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the page here instead of into the run's records.",
+)
 @click.option("--open", "open_page", is_flag=True, help="Open the page in the web browser.")
 @click.pass_obj
-def report(opts: Options, /, pipeline_id: int | None, history: bool, output: Path | None,
-           open_page: bool) -> None:
+def report(
+    opts: Options, /, pipeline_id: int | None, history: bool, output: Path | None, open_page: bool
+) -> None:
     """Write a run's self-contained HTML page (graph, logs, tests, timeline, artifacts)."""
     from localci.report.html import history_page, pipeline_page
 
     if history and pipeline_id is not None:
         raise UsageError("--history shows every recent pipeline; leave out --pipeline")
-    page = (history_page(opts.directory, output) if history
-            else pipeline_page(opts.directory, pipeline_id, output))
+    page = (
+        history_page(opts.directory, output)
+        if history
+        else pipeline_page(opts.directory, pipeline_id, output)
+    )
     click.echo(str(page))
     if open_page:
         import webbrowser
@@ -710,10 +729,16 @@ def report(opts: Options, /, pipeline_id: int | None, history: bool, output: Pat
 
 
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text",
-              show_default=True)
-@click.option("--stage-edges", is_flag=True,
-              help="mermaid/dot: also draw stage order for jobs without needs.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "mermaid", "dot"]),
+    default="text",
+    show_default=True,
+)
+@click.option(
+    "--stage-edges", is_flag=True, help="mermaid/dot: also draw stage order for jobs without needs."
+)
 @context_options
 @click.pass_obj
 def graph(opts: Options, /, fmt: str, stage_edges: bool, **kwargs: Any) -> None:
@@ -722,8 +747,13 @@ def graph(opts: Options, /, fmt: str, stage_edges: bool, **kwargs: Any) -> None:
 
     loaded = _load(opts, kwargs)
     plan = _plan(loaded)
-    render_graph(plan, fmt, _console(None), stage_edges=stage_edges,
-                 children=_child_plans(loaded, plan) if fmt != "text" else None)
+    render_graph(
+        plan,
+        fmt,
+        _console(None),
+        stage_edges=stage_edges,
+        children=_child_plans(loaded, plan) if fmt != "text" else None,
+    )
     if fmt == "text" and plan.created:
         from localci.report.listing import child_lines
 
@@ -761,16 +791,22 @@ def hook() -> None:
     help="Only this stage; repeatable.",
 )
 @click.option("--hook", "hook_name", type=HOOKS, default="pre-push", show_default=True)
-@click.option("--force", is_flag=True,
-              help="Replace a foreign hook (kept as <hook>.local-backup, run first).")
+@click.option(
+    "--force", is_flag=True, help="Replace a foreign hook (kept as <hook>.local-backup, run first)."
+)
 @click.pass_obj
-def hook_install(opts: Options, /, job_names: tuple[str, ...], stages: tuple[str, ...],
-                 hook_name: str, force: bool) -> None:
+def hook_install(
+    opts: Options,
+    /,
+    job_names: tuple[str, ...],
+    stages: tuple[str, ...],
+    hook_name: str,
+    force: bool,
+) -> None:
     """Install a git hook that runs the pipeline (or some stages/jobs) for the pushed branch."""
     from localci.hooks import install_hook
 
-    path = install_hook(opts.directory, stages=stages, jobs=job_names, hook=hook_name,
-                        force=force)
+    path = install_hook(opts.directory, stages=stages, jobs=job_names, hook=hook_name, force=force)
     click.echo(f"installed {path}; skip it once with `git push --no-verify`")
 
 
@@ -782,8 +818,9 @@ def hook_uninstall(opts: Options, /, hook_name: str) -> None:
     from localci.hooks import uninstall_hook
 
     done = uninstall_hook(opts.directory, hook_name)
-    click.echo(f"removed localci's {hook_name} hook" if done
-               else f"no {hook_name} hook of localci's here")
+    click.echo(
+        f"removed localci's {hook_name} hook" if done else f"no {hook_name} hook of localci's here"
+    )
 
 
 @cli.group()
@@ -802,8 +839,10 @@ def cache_list(opts: Options, /) -> None:
     if not entries:
         click.echo("no caches saved yet")
     for entry in entries:
-        click.echo(f"{entry.key:<40} {_size(entry.size_bytes):>9} {entry.files:>7} files  "
-                   f"saved {entry.saved_at} by {entry.from_job}")
+        click.echo(
+            f"{entry.key:<40} {_size(entry.size_bytes):>9} {entry.files:>7} files  "
+            f"saved {entry.saved_at} by {entry.from_job}"
+        )
 
 
 @cache.command("clear")
@@ -823,11 +862,16 @@ def cache_clear(opts: Options, /, key: str | None) -> None:
 @cli.command()
 @click.argument("job", required=False, shell_complete=complete_jobs)
 @click.option("--pipeline", "pipeline_id", type=int, help="Pipeline number (default: latest).")
-@click.option("--to", "dest", type=click.Path(file_okay=False, path_type=Path),
-              help="Copy the job's artifacts into this directory.")
+@click.option(
+    "--to",
+    "dest",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Copy the job's artifacts into this directory.",
+)
 @click.pass_obj
-def artifacts(opts: Options, /, job: str | None, pipeline_id: int | None,
-              dest: Path | None) -> None:
+def artifacts(
+    opts: Options, /, job: str | None, pipeline_id: int | None, dest: Path | None
+) -> None:
     """List the artifacts of a run, or copy a job's artifacts out (--to DIR)."""
     from localci.execute.store import Store
     from localci.execute.transfer import copy_artifacts, list_artifacts
@@ -845,8 +889,10 @@ def artifacts(opts: Options, /, job: str | None, pipeline_id: int | None,
     for info in infos:
         state = " (expired)" if info.expired else ""
         reports = f"  reports: {', '.join(info.reports)}" if info.reports else ""
-        click.echo(f"#{info.pipeline_id} {info.job:<30} {info.files:>6} files "
-                   f"{_size(info.size_bytes):>9}{state}  {info.path}{reports}")
+        click.echo(
+            f"#{info.pipeline_id} {info.job:<30} {info.files:>6} files "
+            f"{_size(info.size_bytes):>9}{state}  {info.path}{reports}"
+        )
 
 
 def _size(size: int) -> str:

@@ -54,7 +54,7 @@ def _wheel(root: Path) -> None:
         "demo_dep/__init__.py": "VALUE = 42\ndef main():\n    print('cli-ok')\n",
         f"{dist}/METADATA": "Metadata-Version: 2.1\nName: demo-dep\nVersion: 1.0\n",
         f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-                         "Tag: py3-none-any\n",
+        "Tag: py3-none-any\n",
         f"{dist}/entry_points.txt": "[console_scripts]\ndemo-dep-cli = demo_dep:main\n",
     }
     record = "".join(f"{path},,\n" for path in files) + f"{dist}/RECORD,,\n"
@@ -76,8 +76,7 @@ def _logs(data: dict) -> dict[str, str]:
 
 
 def test_venv_in_cache_is_reused_across_jobs_and_runs(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "p", {".gitlab-ci.yml": PIPELINE,
-                                      "requirements.txt": "demo-dep\n"})
+    repo = make_repo(tmp_path / "p", {".gitlab-ci.yml": PIPELINE, "requirements.txt": "demo-dep\n"})
     _wheel(repo)  # untracked but not ignored: part of the snapshot
     first = _logs(_run(repo))
     assert "dep 42" in first["install"] and "cli-ok" in first["test"]
@@ -91,8 +90,7 @@ def test_venv_in_cache_is_reused_across_jobs_and_runs(tmp_path: Path) -> None:
 
 
 def test_cache_commands_list_and_clear(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "p", {".gitlab-ci.yml": PIPELINE,
-                                      "requirements.txt": "demo-dep\n"})
+    repo = make_repo(tmp_path / "p", {".gitlab-ci.yml": PIPELINE, "requirements.txt": "demo-dep\n"})
     _wheel(repo)
     _run(repo)
     listing = run_cli(repo, "cache", "list")
