@@ -7,6 +7,7 @@ container executor must be proven, not skipped.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from localci.execute.container.engine import Engine, detect_engine
+from tests.helpers import run_cli
 
 BUSYBOX = "localhost/localci-test/busybox:1"
 BASH = "localhost/localci-test/bash:1"
@@ -175,3 +177,19 @@ def insecure_registries_conf(scratch: Path, registry: str) -> Path:
     conf = scratch / "registries.conf"
     conf.write_text(f'[[registry]]\nlocation = "{registry}"\ninsecure = true\n')
     return conf
+
+
+def run_json(repo: Path, *args: str) -> tuple[int, dict, str]:
+    """`localci run` with a JSON report: the exit code, the report and the output."""
+    out = repo.parent / "report.json"
+    out.unlink(missing_ok=True)
+    result = run_cli(repo, "run", "--no-tty", "--json-report", str(out), *args)
+    data = json.loads(out.read_text()) if out.exists() else {"jobs": []}
+    if not data["jobs"]:
+        raise AssertionError(f"no job ran (exit {result.exit_code}):\n{result.output}")
+    return result.exit_code, data, result.output
+
+
+def job_log(data: dict, name: str) -> str:
+    entry = next(j for j in data["jobs"] if j["name"] == name)
+    return Path(entry["log"]).read_text()

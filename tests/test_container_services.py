@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +16,11 @@ from tests.container_support import (
     SLOW_HTTPD,
     ensure_images,
     insecure_registries_conf,
+    job_log,
     local_registry,
     localci_objects,
     require_engine,
+    run_json,
 )
 from tests.helpers import make_repo, run_cli
 
@@ -31,20 +32,6 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     found = require_engine()
     ensure_images(found, tmp_path_factory.mktemp("images"))
     yield found
-
-
-def run_json(repo: Path, *args: str) -> tuple[int, dict, str]:
-    out = repo.parent / "report.json"
-    out.unlink(missing_ok=True)
-    result = run_cli(repo, "run", "--no-tty", "--json-report", str(out), *args)
-    if not out.exists():
-        raise AssertionError(f"no job ran (exit {result.exit_code}):\n{result.output}")
-    return result.exit_code, json.loads(out.read_text()), result.output
-
-
-def job_log(data: dict, name: str) -> str:
-    entry = next(j for j in data["jobs"] if j["name"] == name)
-    return Path(entry["log"]).read_text()
 
 
 def test_services_reachable_by_every_alias_form(engine: Engine, tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,8 +19,10 @@ from tests.container_support import (
     BUSYBOX,
     ENTRY,
     ensure_images,
+    job_log,
     localci_objects,
     require_engine,
+    run_json,
 )
 from tests.helpers import make_repo, run_cli
 
@@ -33,22 +34,6 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     found = require_engine()
     ensure_images(found, tmp_path_factory.mktemp("images"))
     yield found
-
-
-def run_json(repo: Path, *args: str) -> tuple[int, dict, str]:
-    out = repo.parent / "report.json"
-    out.unlink(missing_ok=True)
-    result = run_cli(repo, "run", "--no-tty", "--json-report", str(out), *args)
-    data = json.loads(out.read_text()) if out.exists() else {"jobs": []}
-    assert data["jobs"] or result.exit_code != 0, result.output
-    if not data["jobs"]:
-        raise AssertionError(f"no job ran (exit {result.exit_code}):\n{result.output}")
-    return result.exit_code, data, result.output
-
-
-def job_log(data: dict, name: str) -> str:
-    entry = next(j for j in data["jobs"] if j["name"] == name)
-    return Path(entry["log"]).read_text()
 
 
 def test_job_runs_in_its_image_at_gitlab_paths(
