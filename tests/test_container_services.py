@@ -248,3 +248,27 @@ def test_python_images_run_in_venvs_unless_they_have_services_or_executor_contai
     code, data, output = run_json(repo, "--executor", "container", "plain")
     assert code == 0, output
     assert "where=/builds/group/project" in job_log(data, "plain")
+
+
+def test_a_masked_value_straddling_the_long_line_cut_stays_masked_in_a_container(
+    engine: Engine, tmp_path: Path
+) -> None:
+    secret = "ctr-s3cret-Value42"
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": f"""
+            job:
+              image: {BUSYBOX}
+              script:
+                - head -c 65530 /dev/zero | tr '\\000' x; echo "$TOKEN"
+            """,
+            ".localci/variables.yml": f"TOKEN: {{value: {secret}, masked: true}}\n",
+        },
+    )
+    code, data, output = run_json(repo)
+    log = job_log(data, "job")
+    assert code == 0, output
+    for text in (output, log):
+        assert secret[:6] not in text  # the 64 KiB cut moved before the value: never half shown
+    assert "x\n[MASKED]" in log

@@ -248,6 +248,9 @@ class _ContainerSession:
         self.name_prefix = name_prefix
         self.log = log
         self._steps = itertools.count(1)
+        self._secrets = tuple(
+            var.value for var in runner.user_variables.values() if var.masked and var.value
+        )
 
     def run(
         self,
@@ -277,6 +280,7 @@ class _ContainerSession:
                 on_output=self.log,
                 timeout_s=timeout_s,
                 cancel=cancel,
+                unsplit=self._secrets,  # a long line is never cut inside a masked value
             )
             return outcome
         finally:
