@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import make_repo, run_cli
+from tests.helpers import make_repo, processes_with, run_cli
 from tests.test_external_includes import Server, server  # noqa: F401
 
 
@@ -451,20 +451,6 @@ def test_mapped_multi_project_pipeline_runs_from_the_local_checkout(tmp_path: Pa
     assert "deploy-other > downstream-test" in output
 
 
-def _alive_with(marker: str) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if marker in cmdline:
-            found.append(int(proc.name))
-    return found
-
-
 def test_ctrl_c_stops_child_pipelines_too(tmp_path: Path) -> None:
     marker = f"localci-child-sleep-{os.getpid()}"
     repo = make_repo(
@@ -493,14 +479,14 @@ def test_ctrl_c_stops_child_pipelines_too(tmp_path: Path) -> None:
         text=True,
     )
     deadline = time.monotonic() + 60
-    while len(_alive_with(marker)) < 2 and time.monotonic() < deadline:
+    while len(processes_with(marker)) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert len(_alive_with(marker)) == 2, "the child jobs did not start"
+    assert len(processes_with(marker)) == 2, "the child jobs did not start"
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     time.sleep(0.5)
-    assert _alive_with(marker) == []
+    assert processes_with(marker) == []
     records = [
         json.loads(path.read_text())
         for path in (repo / ".localci" / "pipelines").glob("*/pipeline.json")

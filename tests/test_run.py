@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from localci.execute.store import project_builds_root
-from tests.helpers import git, make_repo, run_cli, write_files
+from tests.helpers import git, make_repo, processes_with, run_cli, write_files
 
 pytestmark = pytest.mark.slow
 
@@ -359,20 +359,6 @@ def test_logs_command_prints_a_job_log(tmp_path: Path) -> None:
     assert "$ echo hello-log" in result.stdout and "hello-log" in result.stdout
 
 
-def _process_alive_with(marker: str) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if marker in cmdline:
-            found.append(int(proc.name))
-    return found
-
-
 def test_sigint_stops_everything_and_exits_130(tmp_path: Path) -> None:
     marker = f"localci-sleep-marker-{os.getpid()}"
     repo = make_repo(
@@ -393,14 +379,14 @@ def test_sigint_stops_everything_and_exits_130(tmp_path: Path) -> None:
         text=True,
     )
     deadline = time.monotonic() + 60
-    while len(_process_alive_with(marker)) < 2 and time.monotonic() < deadline:
+    while len(processes_with(marker)) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _process_alive_with(marker), "jobs did not start"
+    assert processes_with(marker), "jobs did not start"
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     time.sleep(0.5)
-    assert _process_alive_with(marker) == []
+    assert processes_with(marker) == []
     record = json.loads(max((repo / ".localci" / "pipelines").glob("*/pipeline.json")).read_text())
     assert record["status"] == "canceled"
     assert "Traceback" not in out
