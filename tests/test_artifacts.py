@@ -1,5 +1,6 @@
 """Tests for artifacts: selection (paths, exclude, untracked), when, hand-over per artifact_sources,
-dotenv, reports, expiry, earlier pipelines and the CLI helpers (localci.execute.artifacts)."""
+dotenv, reports, expiry, earlier pipelines and the CLI helpers (localci.execute.artifacts,
+path_selection, stored_trees and transfer)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from localci.config.model import Artifacts
 from localci.errors import UsageError
 from localci.execute import artifacts as artifacts_mod
 from localci.execute import results
-from localci.execute.artifacts import TransferError, read_record
+from localci.execute.artifacts import read_record
+from localci.execute.path_selection import TransferError
 from localci.execute.transfer import copy_artifacts, list_artifacts
 from localci.plan.variables import VarValue
 

@@ -19,9 +19,10 @@ import pytest
 from helpers import git, make_repo
 
 from localci.config.model import AllowFailure, Artifacts, Cache, CacheKeyFiles, Job
-from localci.execute.artifacts import TransferError, read_manifest, verify_tree
 from localci.execute.cache import CacheStore, cache_key
+from localci.execute.path_selection import TransferError
 from localci.execute.store import Store
+from localci.execute.stored_trees import read_manifest, verify_tree
 from localci.execute.transfer import TransferHooks, clear_caches, list_caches
 from localci.execute.workspace import Workspace, WorkspacePool, prepare_workspace, take_snapshot
 from localci.plan.model import PlannedJob

@@ -15,13 +15,14 @@ import pytest
 
 from localci import interrupts
 from localci.config.model import Artifacts, Cache
-from localci.execute.artifacts import artifacts_root, job_dir_name, read_manifest, verify_tree
+from localci.execute.artifacts import artifacts_root, job_dir_name
 from localci.execute.git_isolation import (
     KNOWN_LOCAL_ENV_VARS,
     local_env_vars,
     without_user_repository,
 )
 from localci.execute.store import Store, project_builds_root
+from localci.execute.stored_trees import read_manifest, verify_tree
 from localci.execute.transfer import TransferHooks
 from localci.execute.workspace import remove_stale
 from tests.helpers import git, make_repo, run_cli, run_localci

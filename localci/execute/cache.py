@@ -23,26 +23,24 @@ from pathlib import Path
 
 from localci.config.model import Cache, CacheKeyFiles
 from localci.errors import StateError
-from localci.execute.artifacts import (
+from localci.execute.artifacts import iso_time
+from localci.execute.path_selection import transfer_error
+from localci.execute.store import LockBusy, Store, remove_tree, state_error
+from localci.execute.stored_trees import (
     DATA,
     Manifest,
-    Restored,
     TreeEntry,
     clean_stale,
-    iso_time,
     new_id,
     read_manifest,
     reloc_marker,
-    relocator,
-    restore_tree,
     retire,
     seal,
     temp_dir,
-    transfer_error,
     verify_tree,
     write_tree,
 )
-from localci.execute.store import LockBusy, Store, remove_tree, state_error
+from localci.execute.tree_restore import Restored, relocator, restore_tree
 from localci.plan.variables import expand_runner
 
 POLICIES = ("pull", "push", "pull-push")

@@ -21,7 +21,7 @@ from typing import TextIO
 from localci.config.includes import ExternalSource, IncludeOptions
 from localci.errors import LocalCIError
 from localci.events import Event, JobFinished, JobOutput, JobStarted, Notice
-from localci.execute.artifacts import DATA, find_record, read_record
+from localci.execute.artifacts import find_record, read_record
 from localci.execute.job import JobHooks, JobRunner, RunContext, file_name
 from localci.execute.results import (
     Downstream,
@@ -32,6 +32,7 @@ from localci.execute.results import (
 )
 from localci.execute.scheduler import Scheduler
 from localci.execute.store import Store, atomic_write_json
+from localci.execute.stored_trees import DATA
 from localci.execute.workspace import Workspace
 from localci.plan.child import (
     MAX_CHILD_DEPTH,

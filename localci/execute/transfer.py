@@ -16,21 +16,13 @@ from localci.execute.artifacts import (
     ArtifactInfo,
     ArtifactRecord,
     ArtifactUpload,
-    Manifest,
-    TransferError,
-    check_patterns,
     copy_artifacts,
     expire_at,
     find_record,
     iso_time,
     list_artifacts,
     reading,
-    relocator,
-    report_files,
-    restore_tree,
     save_artifacts,
-    select_paths,
-    verify_tree,
 )
 from localci.execute.cache import (
     CacheInfo,
@@ -42,9 +34,17 @@ from localci.execute.cache import (
     list_caches,
 )
 from localci.execute.job import JobHooks
+from localci.execute.path_selection import (
+    TransferError,
+    check_patterns,
+    report_files,
+    select_paths,
+)
 from localci.execute.reports import coverage_of, summarize_junit
 from localci.execute.results import TestSummary
 from localci.execute.store import Store, state_error
+from localci.execute.stored_trees import Manifest, verify_tree
+from localci.execute.tree_restore import relocator, restore_tree
 from localci.execute.workspace import Workspace
 from localci.plan.model import PlannedJob
 from localci.plan.variables import VarValue, expand_runner, mask_text, parse_dotenv_report

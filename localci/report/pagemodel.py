@@ -14,14 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from localci.execute.artifacts import (
-    DATA,
-    FILE,
-    REPORTS,
-    Manifest,
-    job_dir_name,
-    read_manifest,
-)
+from localci.execute.artifacts import REPORTS, job_dir_name
+from localci.execute.stored_trees import DATA, FILE, Manifest, read_manifest
 from localci.report.logview import RenderedLog, render_log
 from localci.report.testcases import TestCase, read_cases, sort_cases
 
