@@ -34,13 +34,13 @@ from localci.execute.cache import (
     list_caches,
 )
 from localci.execute.job import JobHooks
+from localci.execute.junit_coverage import coverage_of, summarize_junit
 from localci.execute.path_selection import (
     TransferError,
     check_patterns,
     report_files,
     select_paths,
 )
-from localci.execute.reports import coverage_of, summarize_junit
 from localci.execute.results import TestSummary
 from localci.execute.store import Store, state_error
 from localci.execute.stored_trees import Manifest, verify_tree

@@ -1,7 +1,7 @@
 """The test cases of a job's JUnit reports, for the pipeline page (failed first, with messages).
 
-The counts GitLab shows come from localci.execute.reports; this reads the same files for the
-names, times and failure messages, with the same limits (size, no entity declarations).
+The counts GitLab shows come from localci.execute.junit_coverage; this reads the same files
+for the names, times and failure messages, with the same limits (size, no entity declarations).
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from localci.execute.reports import MAX_JUNIT_BYTES
+from localci.execute.junit_coverage import MAX_JUNIT_BYTES
 
 if TYPE_CHECKING:
     import xml.etree.ElementTree as ET
 
-# As in localci.execute.reports: a report declaring entities is refused, never expanded.
+# As in localci.execute.junit_coverage: a report declaring entities is refused, never expanded.
 _ENTITY = re.compile(rb"<!ENTITY", re.IGNORECASE)
 
 #: Failure texts are cut to this many characters (a stack trace's end is kept).

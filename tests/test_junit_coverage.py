@@ -1,4 +1,4 @@
-"""Tests for localci.execute.reports: JUnit shapes GitLab accepts, safe parsing, coverage."""
+"""Tests for localci.execute.junit_coverage: JUnit shapes GitLab accepts, safe parsing, coverage."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from localci.errors import ConfigError
 from localci.execute import results
-from localci.execute.reports import (
+from localci.execute.junit_coverage import (
     MAX_JUNIT_BYTES,
     ReportError,
     coverage_of,
