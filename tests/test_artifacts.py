@@ -15,7 +15,7 @@ from localci.execute import artifacts as artifacts_mod
 from localci.execute import results
 from localci.execute.artifacts import read_record
 from localci.execute.path_selection import TransferError
-from localci.execute.transfer import copy_artifacts, list_artifacts
+from localci.execute.transfer import copy_artifacts, download_artifacts, list_artifacts
 from localci.plan.variables import VarValue
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
@@ -253,6 +253,23 @@ def test_a_source_that_ran_in_this_pipeline_is_not_taken_from_earlier(project: P
     )
     assert seen == [False]
     assert run.notes == []
+
+
+def test_download_artifacts_takes_the_named_pipelines_record_only(project: Project) -> None:
+    spec = Artifacts(paths=("out",))
+    project.run(planned("build", artifacts=spec), writer({"out/f": "from the parent"}))
+    parent = project.pipeline_id
+    project.new_pipeline()
+    notes: list[str] = []
+    log: list[str] = []
+    with project.slot(1) as ws:
+        download_artifacts(project.store, parent, "build", ws, notes, log.append)
+        assert (ws.project_dir / "out/f").read_text() == "from the parent"
+        (ws.project_dir / "out/f").unlink()
+        download_artifacts(project.store, project.pipeline_id, "build", ws, notes)
+        assert not (ws.project_dir / "out/f").exists()
+    assert log == [f"Downloading artifacts for build (pipeline #{parent})..."]
+    assert notes == ["no artifacts of 'build' available"]
 
 
 def test_expired_artifacts_are_not_handed_on(

@@ -1,28 +1,32 @@
-"""Trigger jobs at run time: child pipelines planned and run by the same planner and executor,
-nested under their trigger job; multi-project pipelines reported as not run.
-
-Status as on GitLab (Ci::Bridge): without `strategy` the trigger job succeeds once the child is
-created and the child runs on its own (its failure does not fail the parent); with
-`strategy: depend` the job takes the child's result (success -> success, canceled -> canceled,
-failed/skipped -> failed); `strategy: mirror` mirrors it (skipped stays skipped, blocked stays
-blocked).
-"""
+"""Trigger jobs at run time: the downstream pipeline created (downstream_create.py), then run
+by the same scheduler and job runner, nested under its trigger job, in the foreground with
+`strategy: depend`/`mirror` or in the background without; a multi-project pipeline that is not
+mapped to a checkout is reported as not run. The trigger job's status: bridge.py."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TextIO
 
-from localci.config.includes import ExternalSource, IncludeOptions
 from localci.errors import LocalCIError
-from localci.events import Event, JobFinished, JobOutput, JobStarted, Notice
-from localci.execute.artifacts import find_record, read_record
+from localci.events import JobFinished, JobStarted
+from localci.execute.bridge import (
+    TriggerLog,
+    bridge_status,
+    nested_emit,
+    write_child_record,
+)
+from localci.execute.downstream_create import (
+    Created,
+    DownstreamSettings,
+    PipelineCreator,
+    forget_pipeline,
+)
 from localci.execute.job import JobHooks, JobRunner, RunContext, file_name
+from localci.execute.parent_artifacts import ParentArtifacts
 from localci.execute.results import (
     Downstream,
     JobResult,
@@ -31,59 +35,8 @@ from localci.execute.results import (
     with_downstream_status,
 )
 from localci.execute.scheduler import Scheduler
-from localci.execute.store import Store, atomic_write_json
-from localci.execute.stored_trees import DATA
-from localci.execute.workspace import Workspace
-from localci.plan.child import (
-    MAX_CHILD_DEPTH,
-    MAX_DEPTH_MESSAGE,
-    TriggerSpec,
-    child_context,
-    downstream_variables,
-    job_trigger,
-    load_child_pipeline,
-)
-from localci.plan.model import Plan, PlannedJob
-from localci.plan.variables import VarValue, expand_runner
-
-HooksFactory = Callable[[Store, int], JobHooks]
-NAME_SEPARATOR = " > "
-_MIRROR = {
-    "success": Status.SUCCESS,
-    "failed": Status.FAILED,
-    "canceled": Status.CANCELED,
-    "skipped": Status.SKIPPED,
-    "blocked": Status.CREATED,
-}
-_DEPEND = {**_MIRROR, "skipped": Status.FAILED}
-
-
-@dataclass(frozen=True)
-class DownstreamSettings:
-    """What a pipeline's trigger jobs need besides the job runner's context."""
-
-    plan: Plan
-    max_parallel: int
-    project_variables: Mapping[str, VarValue]
-    pipeline_variables: Mapping[str, VarValue]
-    pipeline_id: int
-    includes: IncludeOptions = field(default_factory=IncludeOptions)
-    hooks_factory: HooksFactory | None = None
-    depth: int = 0
-    # CI_PIPELINE_ID as the jobs of an ancestor saw it -> that pipeline's record id
-    ancestors: Mapping[str, int] = field(default_factory=dict)
-    notify: Callable[[str], None] | None = None
-
-
-@dataclass(frozen=True)
-class _Created:
-    """A downstream pipeline that exists: its plan, record number and the context its jobs
-    run in (the parent's for a child; the mapped checkout's for a multi-project pipeline)."""
-
-    kind: str
-    plan: Plan
-    pipeline_id: int
-    base: RunContext
+from localci.plan.child import MAX_CHILD_DEPTH, MAX_DEPTH_MESSAGE, TriggerSpec, job_trigger
+from localci.plan.model import PlannedJob
 
 
 @dataclass
@@ -101,7 +54,7 @@ class DownstreamRunner:
         self.ctx = ctx
         self.settings = settings
         self._background: list[_Background] = []
-        self._external: ExternalSource | None = None
+        self._creator = PipelineCreator(ctx, settings)
 
     # --------------------------------------------------------------------------- the job
 
@@ -113,7 +66,7 @@ class DownstreamRunner:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.ctx.emit(JobStarted(job.name, job.stage, 1))
         with log_path.open("w", encoding="utf-8") as log:
-            say = _Say(log, job.name, self.ctx.emit)
+            say = TriggerLog(log, job.name, self.ctx.emit)
             status, reason, downstream = self._trigger(job, spec, cancel, say)
         allowed = job.allow_failure.allowed
         return JobResult(
@@ -129,20 +82,20 @@ class DownstreamRunner:
         )
 
     def _trigger(
-        self, job: PlannedJob, spec: TriggerSpec, cancel: threading.Event, say: _Say
+        self, job: PlannedJob, spec: TriggerSpec, cancel: threading.Event, say: TriggerLog
     ) -> tuple[Status, str, Downstream | None]:
         if self.settings.depth >= MAX_CHILD_DEPTH:
             say(f"ERROR: {MAX_DEPTH_MESSAGE}")
             return Status.FAILED, MAX_DEPTH_MESSAGE, None
-        checkout = None if spec.is_child else self._mapped(spec)
+        checkout = None if spec.is_child else self._creator.mapped(spec)
         if not spec.is_child and checkout is None:
             return self._project_not_run(spec, say)
         say(f"Creating a downstream pipeline from {spec.describe()}")
         try:
             if checkout is None:
-                created = self._create_child(job, spec, say)
+                created = self._creator.create_child(job, spec, say)
             else:
-                created = self._create_project(job, spec, checkout, say)
+                created = self._creator.create_project(job, spec, checkout, say)
         except LocalCIError as exc:
             text = exc.render()
             for line in text.splitlines():
@@ -151,7 +104,7 @@ class DownstreamRunner:
         child_id = created.pipeline_id
         if not created.plan.created:
             say(f"No downstream pipeline: {created.plan.workflow_reason}")
-            _forget(created.base.store, child_id)
+            forget_pipeline(created.base.store, child_id)
             reason = f"the downstream pipeline could not be created: {created.plan.workflow_reason}"
             return Status.FAILED, reason, None
         say(f"Downstream pipeline #{child_id}: {len(created.plan.included)} job(s)")
@@ -159,22 +112,16 @@ class DownstreamRunner:
             return self._in_background(job, spec, created, cancel, say)
         outcome = self._run_child(job, spec, created, cancel)
         say(f"Downstream pipeline #{child_id} {outcome.status}")
-        table = _DEPEND if spec.strategy == "depend" else _MIRROR
-        status = table.get(outcome.status, Status.FAILED)
-        reason = (
-            "" if status is Status.SUCCESS else f"downstream pipeline #{child_id} {outcome.status}"
-        )
-        if outcome.status == "blocked":
-            reason = f"downstream pipeline #{child_id} is blocked by a manual job"
+        status, reason = bridge_status(spec.strategy, child_id, outcome.status)
         return status, reason, outcome
 
     def _in_background(
         self,
         job: PlannedJob,
         spec: TriggerSpec,
-        created: _Created,
+        created: Created,
         cancel: threading.Event,
-        say: _Say,
+        say: TriggerLog,
     ) -> tuple[Status, str, Downstream | None]:
         own = threading.Event()
         entry = _Background(job.name, threading.Thread(), own)
@@ -190,13 +137,8 @@ class DownstreamRunner:
         running = Downstream(created.kind, spec.describe(), spec.strategy, "running", child_id)
         return Status.SUCCESS, "", running
 
-    def _mapped(self, spec: TriggerSpec) -> Path | None:
-        source = self._external_source()
-        mapped = getattr(source, "mapped_checkout", None)
-        return mapped(spec.project) if mapped is not None and spec.project else None
-
     def _project_not_run(
-        self, spec: TriggerSpec, say: _Say
+        self, spec: TriggerSpec, say: TriggerLog
     ) -> tuple[Status, str, Downstream | None]:
         hint = (
             f"not run: downstream project pipeline ({spec.project}); map it to a local "
@@ -208,123 +150,13 @@ class DownstreamRunner:
             say(f"strategy: {spec.strategy}: the pipeline's result is unknown")
         return Status.SKIPPED, hint, Downstream("project", spec.describe(), spec.strategy)
 
-    # --------------------------------------------------------------------------- planning
-
-    def _passed(self, job: PlannedJob, spec: TriggerSpec, say: _Say) -> dict[str, VarValue]:
-        hooks = self.ctx.hooks or JobHooks()
-        passed = downstream_variables(
-            job,
-            spec,
-            dotenv=hooks.dotenv(job),
-            project_variables=self.settings.project_variables,
-            pipeline_variables=self.settings.pipeline_variables,
-        )
-        for name in sorted(passed):
-            say(f"Passing variable {name} to the downstream pipeline")
-        return passed
-
-    def _create_child(self, job: PlannedJob, spec: TriggerSpec, say: _Say) -> _Created:
-        from localci.plan.planner import build_plan
-
-        user = {**self.settings.project_variables, **self._passed(job, spec, say)}
-        ctx = child_context(self.settings.plan.context)
-        pipeline = load_child_pipeline(
-            ctx.project_dir,
-            spec,
-            ctx,
-            user_variables=user,
-            artifacts=self._dynamic_sources(spec, say),
-            external=self._external_source(),
-        )
-        for warning in pipeline.warnings:
-            say(f"WARNING: {warning}")
-        child_id = self.ctx.store.next_pipeline_id()
-        try:
-            plan = build_plan(pipeline, ctx, user_variables=user, pipeline_id=child_id)
-        except LocalCIError:
-            _forget(self.ctx.store, child_id)
-            raise
-        _warn(plan, say)
-        return _Created("child", plan, child_id, self.ctx)
-
-    def _create_project(
-        self, job: PlannedJob, spec: TriggerSpec, checkout: Path, say: _Say
-    ) -> _Created:
-        """A multi-project pipeline from a mapped checkout: its own `.gitlab-ci.yml`, its own
-        `.localci/` state (caches, artifacts, records), source `pipeline`."""
-        from localci.config import load_pipeline
-        from localci.config.external import external_source
-        from localci.execute.pipeline import git_dir_of
-        from localci.execute.workspace import WorkspacePool, take_snapshot
-        from localci.plan.context import detect_context
-        from localci.plan.planner import build_plan
-        from localci.plan.variables import include_rule_variables
-
-        say(f"Project {spec.project} is mapped to {checkout}")
-        ctx = detect_context(checkout, branch=spec.branch, source="pipeline")
-        user = self._passed(job, spec, say)
-        variables = {**include_rule_variables(ctx), **{k: v.value for k, v in user.items()}}
-        external = external_source(checkout, self.settings.includes, notify=self.settings.notify)
-        pipeline = load_pipeline(checkout, variables=variables, external=external)
-        store = Store(checkout)
-        store.ensure()
-        child_id = store.next_pipeline_id()
-        try:
-            plan = build_plan(pipeline, ctx, user_variables=user, pipeline_id=child_id)
-            with store.lock(f"pipeline-{child_id}"):
-                snapshot = take_snapshot(checkout, store, pipeline_id=child_id, sha=ctx.sha)
-        except LocalCIError:
-            _forget(store, child_id)
-            raise
-        _warn(plan, say)
-        base = replace(
-            self.ctx,
-            project_dir=checkout,
-            store=store,
-            snapshot=snapshot,
-            pool=WorkspacePool(store, checkout.name or "project"),
-            ref=ctx.ref,
-            ref_is_tag=ctx.ref_is_tag,
-            user_git_dir=git_dir_of(checkout),
-        )
-        return _Created("project", plan, child_id, base)
-
-    def _dynamic_sources(self, spec: TriggerSpec, say: _Say) -> dict[tuple[str, str], str]:
-        texts: dict[tuple[str, str], str] = {}
-        for job, path in spec.dynamic_sources:
-            # As for any artifact: this run's, else (a partial run) the latest earlier one.
-            record = find_record(self.ctx.store, self.settings.pipeline_id, job, previous=True)
-            if record is None:
-                continue
-            if record.pipeline_id != self.settings.pipeline_id:
-                say(f"The configuration generated by {job} is from pipeline #{record.pipeline_id}")
-            wanted = path.lstrip("/").removeprefix("./")
-            if not any(entry.path == wanted for entry in record.manifest.entries):
-                continue
-            try:
-                texts[(job, path)] = (record.path / DATA / wanted).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
-        return texts
-
-    def _external_source(self) -> ExternalSource:
-        if self._external is None:
-            from localci.config.external import external_source
-
-            self._external = external_source(
-                self.settings.plan.context.project_dir,
-                self.settings.includes,
-                notify=self.settings.notify,
-            )
-        return self._external
-
     # --------------------------------------------------------------------------- the child run
 
     def _run_child(
         self,
         trigger: PlannedJob,
         spec: TriggerSpec,
-        created: _Created,
+        created: Created,
         cancel: threading.Event,
         *also: threading.Event,
     ) -> Downstream:
@@ -338,7 +170,7 @@ class DownstreamRunner:
         parent_id = self.settings.pipeline_id
         try:
             with store.lock(f"pipeline-{child_id}"):
-                _write_child_record(
+                write_child_record(
                     record, plan, child_id, "running", results, 0.0, parent_id, trigger
                 )
                 child_ctx, runner = self._child_run_context(created, trigger, record)
@@ -363,21 +195,21 @@ class DownstreamRunner:
         if own_cancel.is_set() and status == "success":
             status = "canceled"
         duration = time.monotonic() - started
-        _write_child_record(record, plan, child_id, status, results, duration, parent_id, trigger)
+        write_child_record(record, plan, child_id, status, results, duration, parent_id, trigger)
         ordered = tuple(results[j.name] for j in plan.ordered() if j.name in results)
         return Downstream(
             created.kind, spec.describe(), spec.strategy, status, child_id, ordered, str(record)
         )
 
     def _child_run_context(
-        self, created: _Created, trigger: PlannedJob, record: Path
+        self, created: Created, trigger: PlannedJob, record: Path
     ) -> tuple[RunContext, DownstreamRunner]:
         """The job runner's context of a downstream pipeline, and the runner of its own
         trigger jobs (one level deeper)."""
         child_ctx = replace(
             created.base,
             record_dir=record,
-            emit=_nested_emit(self.ctx.emit, trigger),
+            emit=nested_emit(self.ctx.emit, trigger),
             user_variables=created.plan.user_variables,
             hooks=self._child_hooks(created, trigger),
             downstream=None,
@@ -398,7 +230,7 @@ class DownstreamRunner:
         child_ctx.downstream = runner
         return child_ctx, runner
 
-    def _ancestors(self, created: _Created, trigger: PlannedJob) -> dict[str, int]:
+    def _ancestors(self, created: Created, trigger: PlannedJob) -> dict[str, int]:
         """Pipelines whose artifacts `needs:pipeline` may name: the parent and its ancestors
         (a multi-project pipeline has none: they belong to another project)."""
         if created.kind != "child":
@@ -406,7 +238,7 @@ class DownstreamRunner:
         parent = trigger.predefined.get("CI_PIPELINE_ID", "")
         return {**self.settings.ancestors, parent: self.settings.pipeline_id}
 
-    def _child_hooks(self, created: _Created, trigger: PlannedJob) -> JobHooks:
+    def _child_hooks(self, created: Created, trigger: PlannedJob) -> JobHooks:
         factory = self.settings.hooks_factory
         store = created.base.store
         inner = factory(store, created.pipeline_id) if factory else JobHooks()
@@ -437,135 +269,6 @@ class DownstreamRunner:
                     results[entry.job] = replace(result, downstream=entry.outcome[0])
 
 
-class ParentArtifacts(JobHooks):
-    """A child's hooks: its own caches and artifacts, plus `needs:pipeline:job` artifacts (and
-    dotenv) of an ancestor pipeline, usually `pipeline: $PARENT_PIPELINE_ID`."""
-
-    def __init__(
-        self,
-        inner: JobHooks,
-        store: Store,
-        ancestors: Mapping[str, int],
-        variables: Mapping[str, VarValue],
-    ) -> None:
-        self.inner = inner
-        self.store = store
-        self.ancestors = dict(ancestors)
-        self.variables = variables
-
-    def _parent_needs(self, job: PlannedJob) -> list[tuple[str, str, int | None]]:
-        out = []
-        values = {**job.predefined, **{k: v.value for k, v in job.yaml_variables.items()}}
-        values.update({k: v.value for k, v in self.variables.items()})
-        for need in job.job.needs or ():
-            if need.external is None or not need.external.startswith("pipeline ") or not need.job:
-                continue
-            expression = need.external.removeprefix("pipeline ")
-            resolved = expand_runner(expression, values)
-            out.append((need.job, resolved, self.ancestors.get(resolved)))
-        return out
-
-    def dotenv(self, job: PlannedJob) -> Mapping[str, VarValue]:
-        variables = dict(self.inner.dotenv(job))
-        for name, _, pipeline_id in self._parent_needs(job):
-            record = read_record(self.store, pipeline_id, name) if pipeline_id else None
-            if record is not None:
-                variables.update({k: VarValue(v) for k, v in record.dotenv.items()})
-        return variables
-
-    def before(
-        self,
-        job: PlannedJob,
-        ws: Workspace,
-        env: Mapping[str, str],
-        notes: list[str],
-        log: Callable[[str], None] | None = None,
-    ) -> None:
-        self.inner.before(job, ws, env, notes, log)
-        for name, resolved, pipeline_id in self._parent_needs(job):
-            if pipeline_id is None:
-                notes.append(
-                    f"needs:pipeline {resolved!r} is not a parent pipeline of this run: "
-                    f"artifacts of {name!r} not downloaded"
-                )
-                continue
-            from localci.execute.transfer import TransferHooks
-
-            parent = TransferHooks(self.store, pipeline_id, previous_pipelines=False)
-            parent._restore_artifacts(name, ws, log or (lambda line: None), notes)
-
-    def after(
-        self,
-        job: PlannedJob,
-        ws: Workspace,
-        env: Mapping[str, str],
-        succeeded: bool,
-        log_text: Callable[[], str],
-        notes: list[str],
-        log: Callable[[str], None] | None = None,
-    ) -> dict[str, object]:
-        return self.inner.after(job, ws, env, succeeded, log_text, notes, log)
-
-
-# ------------------------------------------------------------------------------- helpers
-
-
-class _Say:
-    """The trigger job's log: every line to its file and to the reporters."""
-
-    def __init__(self, log: TextIO, name: str, emit: Callable[[Event], None]) -> None:
-        self.log = log
-        self.name = name
-        self.emit = emit
-
-    def __call__(self, line: str) -> None:
-        self.log.write(line + "\n")
-        self.log.flush()
-        self.emit(JobOutput(self.name, line))
-
-
-def nested_name(trigger: str, job: str) -> str:
-    """How a child's job is shown: under its trigger job."""
-    return f"{trigger}{NAME_SEPARATOR}{job}"
-
-
-def _nested_emit(emit: Callable[[Event], None], trigger: PlannedJob) -> Callable[[Event], None]:
-    """The parent's reporters see the child's jobs named `trigger > job`, in the trigger's
-    stage; the child's own pipeline events are not theirs to see."""
-
-    def nested(event: Event) -> None:
-        if isinstance(event, JobStarted):
-            emit(JobStarted(nested_name(trigger.name, event.name), trigger.stage, event.attempt))
-        elif isinstance(event, JobOutput):
-            emit(JobOutput(nested_name(trigger.name, event.name), event.line))
-        elif isinstance(event, JobFinished):
-            result = event.result
-            emit(
-                JobFinished(
-                    replace(
-                        result, name=nested_name(trigger.name, result.name), stage=trigger.stage
-                    )
-                )
-            )
-        elif isinstance(event, Notice):
-            name = nested_name(trigger.name, event.job) if event.job else trigger.name
-            emit(Notice(event.text, name))
-
-    return nested
-
-
-def _warn(plan: Plan, say: _Say) -> None:
-    for warning in plan.warnings:
-        if "points outside this pipeline" not in warning:  # needs:pipeline: handled here
-            say(f"WARNING: {warning}")
-
-
-def _forget(store: Store, pipeline_id: int) -> None:
-    """A child that could not be created leaves no record (its number is not reused)."""
-    with contextlib.suppress(OSError):
-        store.pipeline_dir(pipeline_id).rmdir()
-
-
 def _link(target: threading.Event, *sources: threading.Event) -> Callable[[], None]:
     """Set `target` when any of `sources` is set, until the returned stop() is called."""
     done = threading.Event()
@@ -584,47 +287,3 @@ def _link(target: threading.Event, *sources: threading.Event) -> Callable[[], No
         thread.join()
 
     return stop
-
-
-def downstream_json(downstream: Downstream) -> dict[str, object]:
-    from localci.execute.pipeline import job_json
-
-    return {
-        "kind": downstream.kind,
-        "source": downstream.source,
-        "strategy": downstream.strategy,
-        "status": downstream.status,
-        "pipeline": downstream.pipeline_id,
-        "record_dir": downstream.record_dir,
-        "jobs": [job_json(j) for j in downstream.jobs],
-    }
-
-
-def _write_child_record(
-    record: Path,
-    plan: Plan,
-    child_id: int,
-    status: str,
-    results: Mapping[str, JobResult],
-    duration: float,
-    parent_id: int,
-    trigger: PlannedJob,
-) -> None:
-    from localci.execute.pipeline import job_json
-
-    ctx = plan.context
-    atomic_write_json(
-        record / "pipeline.json",
-        {
-            "id": child_id,
-            "status": status,
-            "ref": ctx.ref,
-            "tag": ctx.ref_is_tag,
-            "sha": ctx.sha,
-            "source": ctx.source,
-            "parent": {"pipeline": parent_id, "job": trigger.name},
-            "duration_s": round(duration, 3),
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "jobs": [job_json(r) for r in results.values()],
-        },
-    )

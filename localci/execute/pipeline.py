@@ -194,7 +194,8 @@ def _downstream(
     """The runner of trigger jobs (child pipelines), when the selection has any."""
     if not any(job.job.trigger is not None for job in jobs):
         return None
-    from localci.execute.downstream import DownstreamRunner, DownstreamSettings
+    from localci.execute.downstream import DownstreamRunner
+    from localci.execute.downstream_create import DownstreamSettings
 
     names = options.pipeline_variable_names
     user = plan.user_variables
@@ -435,7 +436,7 @@ def job_json(result: JobResult) -> dict[str, object]:
         out["started_at"] = round(result.started_at, 3)
         out["finished_at"] = round(result.finished_at, 3)
     if result.downstream is not None:
-        from localci.execute.downstream import downstream_json
+        from localci.execute.bridge import downstream_json
 
         out["downstream"] = downstream_json(result.downstream)
     if result.python_substitution:

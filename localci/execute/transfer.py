@@ -21,6 +21,7 @@ from localci.execute.artifacts import (
     find_record,
     iso_time,
     list_artifacts,
+    read_record,
     reading,
     save_artifacts,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "TransferHooks",
     "clear_caches",
     "copy_artifacts",
+    "download_artifacts",
     "list_artifacts",
     "list_caches",
 ]
@@ -215,33 +217,7 @@ class TransferHooks(JobHooks):
         return None
 
     def _restore_artifacts(self, source: str, ws: Workspace, say: Log, notes: list[str]) -> None:
-        record = self._record(source)
-        if record is None:
-            notes.append(f"no artifacts of {source!r} available")
-            return
-        earlier = record.pipeline_id != self.pipeline_id
-        if not record.has_archive:
-            if earlier and record.dotenv:
-                notes.append(
-                    f"dotenv variables of {source!r} come from pipeline #{record.pipeline_id}"
-                )
-            return
-        if record.expired():
-            notes.append(f"artifacts of {source!r} (pipeline #{record.pipeline_id}) have expired")
-            return
-        if earlier:
-            notes.append(f"artifacts of {source!r} come from pipeline #{record.pipeline_id}")
-        say(f"Downloading artifacts for {source} (pipeline #{record.pipeline_id})...")
-        try:
-            with reading(self.store, record.pipeline_id):
-                bad = verify_tree(record.path, record.manifest)
-                if bad is None:
-                    relocate = relocator(record.manifest, ws.project_dir, ws.builds_dir)
-                    restore_tree(record.path, record.manifest, ws.project_dir, relocate=relocate)
-        except OSError as exc:
-            raise state_error(Path(exc.filename or record.path), exc, "restore artifacts") from exc
-        if bad is not None:
-            notes.append(f"artifacts of {source!r} were changed after saving ({bad}); skipped")
+        _restore_record(self.store, self.pipeline_id, source, self._record(source), ws, say, notes)
 
     # --------------------------------------------------------------------------- after
 
@@ -351,6 +327,58 @@ class TransferHooks(JobHooks):
         upload = ArtifactUpload(job.name, root, ws.builds_dir, archive, reports, meta)
         save_artifacts(self.store, self.pipeline_id, upload)
         return tests
+
+
+def download_artifacts(
+    store: Store,
+    pipeline_id: int,
+    job: str,
+    ws: Workspace,
+    notes: list[str],
+    log: Log | None = None,
+) -> None:
+    """`job`'s artifacts of pipeline `pipeline_id` (never an earlier run's) into `ws`, checked
+    and relocated as for a job's own artifact sources; `notes` say why nothing came (for
+    `needs:pipeline:job` of a child pipeline)."""
+    record = read_record(store, pipeline_id, job)
+    _restore_record(store, pipeline_id, job, record, ws, log or _quiet, notes)
+
+
+def _restore_record(
+    store: Store,
+    pipeline_id: int,
+    source: str,
+    record: ArtifactRecord | None,
+    ws: Workspace,
+    say: Log,
+    notes: list[str],
+) -> None:
+    """Restore `record`, the artifacts of job `source` a job of pipeline `pipeline_id` receives,
+    into `ws`; what the user must know (missing, expired, from an earlier run) goes to `notes`."""
+    if record is None:
+        notes.append(f"no artifacts of {source!r} available")
+        return
+    earlier = record.pipeline_id != pipeline_id
+    if not record.has_archive:
+        if earlier and record.dotenv:
+            notes.append(f"dotenv variables of {source!r} come from pipeline #{record.pipeline_id}")
+        return
+    if record.expired():
+        notes.append(f"artifacts of {source!r} (pipeline #{record.pipeline_id}) have expired")
+        return
+    if earlier:
+        notes.append(f"artifacts of {source!r} come from pipeline #{record.pipeline_id}")
+    say(f"Downloading artifacts for {source} (pipeline #{record.pipeline_id})...")
+    try:
+        with reading(store, record.pipeline_id):
+            bad = verify_tree(record.path, record.manifest)
+            if bad is None:
+                relocate = relocator(record.manifest, ws.project_dir, ws.builds_dir)
+                restore_tree(record.path, record.manifest, ws.project_dir, relocate=relocate)
+    except OSError as exc:
+        raise state_error(Path(exc.filename or record.path), exc, "restore artifacts") from exc
+    if bad is not None:
+        notes.append(f"artifacts of {source!r} were changed after saving ({bad}); skipped")
 
 
 def _fallbacks(cache: Cache, env: Mapping[str, str], job: str, say: Log) -> tuple[str, ...]:
