@@ -36,6 +36,7 @@ from localci.execute.stored_trees import (
 )
 from localci.execute.tree_restore import restore_tree
 
+#: Beside the archive (DATA), a record keeps copies of its report files here, by report type.
 REPORTS = "reports"
 
 

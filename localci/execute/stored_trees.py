@@ -28,7 +28,6 @@ from localci.execute.store import atomic_write_json, remove_tree
 FILE, LINK, DIR = "f", "l", "d"
 MANIFEST = "manifest.json"
 DATA = "data"
-
 FORMAT = 1
 #: Files up to this size are hashed and scanned for the workspace path when saved.
 SMALL_FILE = 1 << 20
