@@ -3,6 +3,7 @@
     executor: auto        # auto | container | venv | host  (--executor wins)
     engine: podman        # docker | podman: which engine to use when both work
     allow_host: false     # true: run non-emulated images on this machine even as root
+    keep_pipelines: 50    # runs kept under .localci/pipelines/ (false: never prune)
 
 Command-line options override the file; the file overrides the defaults.
 """
@@ -29,6 +30,7 @@ class ProjectSettings:
     executor: str = "auto"
     engine: str | None = None
     allow_host: bool = False
+    keep_pipelines: int | None = 50  # None: runs are never pruned automatically
 
 
 def load_settings(project_dir: Path) -> ProjectSettings:
@@ -46,7 +48,7 @@ def load_settings(project_dir: Path) -> ProjectSettings:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: should be a mapping of settings")
-    unknown = sorted(set(map(str, data)) - {"executor", "engine", "allow_host"})
+    unknown = sorted(set(map(str, data)) - {"executor", "engine", "allow_host", "keep_pipelines"})
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}")
     executor = data.get("executor", "auto")
@@ -58,4 +60,9 @@ def load_settings(project_dir: Path) -> ProjectSettings:
         raise ConfigError(f"{path}: engine should be docker or podman")
     if not isinstance(allow_host, bool):
         raise ConfigError(f"{path}: allow_host should be true or false")
-    return ProjectSettings(executor, engine, allow_host)
+    keep = data.get("keep_pipelines", 50)
+    if keep is False or keep is None:
+        keep = None
+    elif isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ConfigError(f"{path}: keep_pipelines should be a number of runs (1 or more) or false")
+    return ProjectSettings(executor, engine, allow_host, keep)

@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 from typing import Literal, Protocol
 
 from localci.execute.environment import RuntimeFacts
+from localci.execute.image_tools import job_package_manager
 from localci.execute.interpreters import request_for_image
 from localci.execute.process import ProcessOutcome
 from localci.execute.workspace import Workspace
@@ -116,9 +117,10 @@ def executor_for(
 
     auto: a Python image in a venv, any other image in a container when an engine is usable,
     else on this machine; a Python image with `services:` in a container too, since only there
-    can the job reach its services by their aliases. container: every job with an image in its
-    image; venv/host: never a container. A job without an image runs in a venv (host under
-    `--executor host`).
+    can the job reach its services by their aliases, and one whose script runs the image's
+    package manager (`apt-get install`...), which a venv does not have. container: every job
+    with an image in its image; venv/host: never a container. A job without an image runs in
+    a venv (host under `--executor host`).
     """
     if mode == "host":
         return "host"
@@ -126,5 +128,7 @@ def executor_for(
     if mode == "venv" or image is None or not engine_usable:
         return "venv"
     if mode == "container" or request_for_image(image) is None or job.job.services:
+        return "container"
+    if job_package_manager(job) is not None:
         return "container"
     return "venv"

@@ -26,6 +26,7 @@ from localci.execute.environment import JobPaths, RuntimeFacts, host_base, job_e
 from localci.execute.executors import ContainerExecutor, ScriptSession
 from localci.execute.git_isolation import job_inherited_env
 from localci.execute.gitsettings import git_settings, prepare_job_workspace
+from localci.execute.image_tools import job_package_manager
 from localci.execute.interpreters import (
     PythonChoice,
     choose_for_job,
@@ -332,6 +333,15 @@ class JobRunner:
                 notes,
                 writer,
                 f"image {image!r} is not emulated: the job runs on this machine's tools",
+            )
+        tool = job_package_manager(job)
+        if image and python.python_image and tool:
+            _note(
+                notes,
+                writer,
+                f"the script runs `{tool}`, the package manager of image {image!r}, which a "
+                "virtualenv does not provide: install Podman or Docker so the job runs in its "
+                "image",
             )
         services = unstarted_services_note(job, self.ctx.user_variables)
         if services:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from localci.execute.container.engine import Engine, detect_engine
 from localci.execute.container.services import service_aliases
 from localci.execute.executors import Place, executor_for, expand_name, job_image
+from localci.execute.image_tools import job_package_manager
 from localci.execute.interpreters import request_for_image
 from localci.plan.model import PlannedJob
 from localci.plan.variables import VarValue
@@ -24,6 +25,7 @@ class JobPlace:
     place: Place
     image: str | None
     services: tuple[str, ...]  # "image (alias, alias)" of each service
+    package_manager: str | None = None  # the image's `apt-get`/`apk`... the script runs
 
     @property
     def unemulated(self) -> bool:
@@ -31,7 +33,24 @@ class JobPlace:
         return (
             self.place != "container"
             and self.image is not None
-            and (request_for_image(self.image) is None or self.place == "host")
+            and (
+                request_for_image(self.image) is None
+                or self.place == "host"
+                or self.package_manager is not None
+            )
+        )
+
+    def unemulated_line(self) -> str:
+        """The run header's line for an unemulated job."""
+        if self.package_manager is not None and request_for_image(self.image or "") is not None:
+            return (
+                f"  {self.job}: runs `{self.package_manager}`, the package manager of image "
+                f"{self.image}, which a virtualenv does not provide; "
+                "the job runs on this machine's tools"
+            )
+        return (
+            f"  {self.job}: image {self.image} is not emulated; "
+            "the job runs on this machine's tools"
         )
 
 
@@ -51,12 +70,7 @@ class Placement:
         if not self.probed:
             engine = f"not used (--executor {self.mode})"
         lines = [f"Executor: {self.mode}; container engine: {engine}"]
-        for entry in self.jobs:
-            if entry.unemulated:
-                lines.append(
-                    f"  {entry.job}: image {entry.image} is not emulated; "
-                    "the job runs on this machine's tools"
-                )
+        lines += [entry.unemulated_line() for entry in self.jobs if entry.unemulated]
         return lines
 
     def in_containers(self) -> frozenset[str]:
@@ -104,6 +118,7 @@ def place_jobs(
             executor_for(job, mode, engine is not None, user),
             job_image(job, user),
             tuple(_service_text(job, index, user) for index in range(len(job.job.services))),
+            job_package_manager(job),
         )
         for job in jobs
     )
