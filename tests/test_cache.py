@@ -25,6 +25,7 @@ from localci.execute.store import Store
 from localci.execute.transfer import TransferHooks, clear_caches, list_caches
 from localci.execute.workspace import Workspace, WorkspacePool, prepare_workspace, take_snapshot
 from localci.plan.model import PlannedJob
+from localci.plan.planner import job_spec
 
 Action = Callable[[Path], object]
 
@@ -37,19 +38,21 @@ def planned(
     sources: Sequence[str] = (),
     coverage: str | None = None,
 ) -> PlannedJob:
+    job = Job(
+        name=name,
+        stage="test",
+        script=("true",),
+        cache=tuple(cache),
+        artifacts=artifacts,
+        coverage=coverage,
+    )
     return PlannedJob(
         name=name,
         group_name=name,
         stage="test",
         stage_index=0,
-        job=Job(
-            name=name,
-            stage="test",
-            script=("true",),
-            cache=tuple(cache),
-            artifacts=artifacts,
-            coverage=coverage,
-        ),
+        job=job,
+        spec=job_spec(job),
         included=True,
         when="on_success",
         allow_failure=AllowFailure(),

@@ -456,11 +456,8 @@ class ParentArtifacts(JobHooks):
         out = []
         values = {**job.predefined, **{k: v.value for k, v in job.yaml_variables.items()}}
         values.update({k: v.value for k, v in self.variables.items()})
-        for need in job.job.needs or ():
-            if need.external is None or not need.external.startswith("pipeline ") or not need.job:
-                continue
-            expression = need.external.removeprefix("pipeline ")
-            resolved = expand_runner(expression, values)
+        for need in job.spec.pipeline_needs:
+            resolved = expand_runner(need.pipeline, values)
             out.append((need.job, resolved, self.ancestors.get(resolved)))
         return out
 

@@ -192,7 +192,7 @@ def _downstream(
     pipeline_id: int,
 ) -> DownstreamRunner | None:
     """The runner of trigger jobs (child pipelines), when the selection has any."""
-    if not any(job.job.trigger is not None for job in jobs):
+    if not any(job.spec.trigger for job in jobs):
         return None
     from localci.execute.downstream import DownstreamRunner, DownstreamSettings
 
@@ -259,7 +259,7 @@ def _announce_unsupported(
     containers: ContainerRunner | None,
 ) -> None:
     for job in jobs:
-        keys = job.job.unsupported
+        keys = job.spec.unsupported
         if containers is not None and containers.wants(job):
             keys = tuple(key for key in keys if key != "services")
         if keys:
@@ -394,13 +394,13 @@ def _planned_json(job: PlannedJob | None, order: Mapping[str, int]) -> dict[str,
     """What the pipeline page draws besides the result: needs lines, `when`, script phases."""
     if job is None:
         return {}
-    artifacts = job.job.artifacts
+    artifacts = job.spec.artifacts
     out: dict[str, object] = {
         "order": order.get(job.name, len(order)),
         "needs": None if job.needs is None else [need.job for need in job.needs],
         "when": job.when,
-        "before_script": len(job.job.before_script),
-        "trigger": job.job.trigger is not None,
+        "before_script": len(job.spec.before_script),
+        "trigger": job.spec.trigger,
     }
     if artifacts is not None and artifacts.expose_as:
         out["expose_as"] = {"name": artifacts.expose_as, "paths": list(artifacts.paths)}
