@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from test_cache import Project, git, planned, read_all, writer
 
+from localci import results
 from localci.config.model import Artifacts
 from localci.errors import UsageError
 from localci.execute import artifacts as artifacts_mod
-from localci.execute import results
 from localci.execute.artifacts import TransferError, read_record
 from localci.execute.transfer import copy_artifacts, list_artifacts
 from localci.plan.variables import VarValue

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from localci.errors import ConfigError, GitError, Problem, StateError, UsageError
-from localci.execute.store import Store, atomic_write_json, remove_tree, state_error
+from localci.files import atomic_write_json, remove_tree, state_error
 from localci.git import run_git
 from localci.globs import doublestar_match, glob_tree, project_relative_pattern
 from localci.plan.variables import expand_runner
+from localci.state import Store
 
 FILE, LINK, DIR = "f", "l", "d"
 MANIFEST = "manifest.json"

@@ -42,8 +42,9 @@ from localci.execute.artifacts import (
     verify_tree,
     write_tree,
 )
-from localci.execute.store import LockBusy, Store, remove_tree, state_error
+from localci.files import LockBusy, remove_tree, state_error
 from localci.plan.variables import expand_runner
+from localci.state import Store
 
 POLICIES = ("pull", "push", "pull-push")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.,+=@-]{0,127}")

@@ -23,16 +23,9 @@ from localci.errors import LocalCIError
 from localci.events import Event, JobFinished, JobOutput, JobStarted, Notice
 from localci.execute.artifacts import DATA, find_record, read_record
 from localci.execute.job import JobHooks, JobRunner, RunContext, file_name
-from localci.execute.results import (
-    Downstream,
-    JobResult,
-    Status,
-    pipeline_status,
-    with_downstream_status,
-)
 from localci.execute.scheduler import Scheduler
-from localci.execute.store import Store, atomic_write_json
 from localci.execute.workspace import Workspace
+from localci.files import atomic_write_json
 from localci.plan.child import (
     MAX_CHILD_DEPTH,
     MAX_DEPTH_MESSAGE,
@@ -44,6 +37,14 @@ from localci.plan.child import (
 )
 from localci.plan.model import Plan, PlannedJob
 from localci.plan.variables import VarValue, expand_runner
+from localci.results import (
+    Downstream,
+    JobResult,
+    Status,
+    pipeline_status,
+    with_downstream_status,
+)
+from localci.state import Store
 
 HooksFactory = Callable[[Store, int], JobHooks]
 NAME_SEPARATOR = " > "

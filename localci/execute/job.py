@@ -39,13 +39,14 @@ from localci.execute.interpreters import (
     python_free_path,
 )
 from localci.execute.process import ProcessOutcome, kill_session, run_bash
-from localci.execute.results import JobResult, Status
-from localci.execute.store import Store, remove_tree
 from localci.execute.venvs import Venv, VenvFactory, activated_env
 from localci.execute.workspace import Snapshot, Workspace, WorkspacePool, ensure_slot_dirs
+from localci.files import remove_tree
 from localci.plan.model import PlannedJob
 from localci.plan.services import image_name, job_services, unstarted_services_note
 from localci.plan.variables import VarValue, mask_text
+from localci.results import JobResult, Status
+from localci.state import Store
 
 DEFAULT_TIMEOUT_S = 3600.0
 AFTER_SCRIPT_TIMEOUT_S = 300.0

@@ -20,18 +20,19 @@ from localci.events import Event, JobFinished, Notice, PipelineFinished, Pipelin
 from localci.execute.environment import host_base
 from localci.execute.job import JobHooks, JobRunner, RunContext
 from localci.execute.process import remove_orphaned_scripts
-from localci.execute.results import (
+from localci.execute.scheduler import Scheduler
+from localci.execute.venvs import VenvFactory
+from localci.execute.workspace import WorkspacePool, remove_stale, take_snapshot
+from localci.files import LockBusy, atomic_write_json, user_cache_dir
+from localci.plan.model import Plan, PlannedJob
+from localci.results import (
     JobResult,
     RunResult,
     Status,
     pipeline_status,
     with_downstream_status,
 )
-from localci.execute.scheduler import Scheduler
-from localci.execute.store import LockBusy, Store, atomic_write_json, user_cache_dir
-from localci.execute.venvs import VenvFactory
-from localci.execute.workspace import WorkspacePool, remove_stale, take_snapshot
-from localci.plan.model import Plan, PlannedJob
+from localci.state import Store
 
 if TYPE_CHECKING:
     from localci.execute.container.engine import Engine

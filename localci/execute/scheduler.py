@@ -12,8 +12,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from localci import interrupts
-from localci.execute.results import JobResult, Status, composite, composite_of, contribution, decide
 from localci.plan.model import PlannedJob
+from localci.results import JobResult, Status, composite, composite_of, contribution, decide
 
 RunJob = Callable[[PlannedJob, threading.Event], JobResult]
 Report = Callable[[JobResult], None]

@@ -43,11 +43,12 @@ from localci.execute.cache import (
 )
 from localci.execute.job import JobHooks
 from localci.execute.reports import coverage_of, summarize_junit
-from localci.execute.results import TestSummary
-from localci.execute.store import Store, state_error
 from localci.execute.workspace import Workspace
+from localci.files import state_error
 from localci.plan.model import PlannedJob
 from localci.plan.variables import VarValue, expand_runner, mask_text, parse_dotenv_report
+from localci.results import TestSummary
+from localci.state import Store
 
 __all__ = [
     "ArtifactInfo",
