@@ -20,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from localci.execute.cache import CacheStore
-from localci.execute.store import Store, remove_tree
+from localci.files import remove_tree
+from localci.state import Store
 
 # Share of files and of bytes per size class: many small sources, a few large libraries.
 _CLASSES = ((0.80, 0.15), (0.18, 0.27), (0.019, 0.36), (0.001, 0.22))

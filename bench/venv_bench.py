@@ -17,8 +17,8 @@ from pathlib import Path
 import virtualenv
 
 from localci.execute.interpreters import Interpreter, PythonRequest, choose, discover_here
-from localci.execute.store import remove_tree
 from localci.execute.venvs import VenvFactory
+from localci.files import remove_tree
 
 _OLD_FLAGS = ("--no-download", "--no-periodic-update", "--activators", "bash",
               "--no-setuptools", "--symlink-app-data")  # fmt: skip

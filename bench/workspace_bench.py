@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from localci.execute.store import Store
 from localci.execute.workspace import (
     Snapshot,
     WorkspacePool,
     prepare_workspace,
     take_snapshot,
 )
+from localci.state import Store
 
 _ENV = {
     **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from localci.config.model import Pipeline
     from localci.execute.pipeline import RunOptions
     from localci.execute.placement import Placement
-    from localci.execute.results import RunResult
     from localci.plan.model import Plan, PlannedJob
+    from localci.results import RunResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -665,7 +665,7 @@ def _execute(
 
 def _write_report(path: Path, result: RunResult) -> None:
     from localci.execute.pipeline import job_json
-    from localci.execute.store import atomic_write_json
+    from localci.files import atomic_write_json
 
     status = "success" if result.passed else "failed"
     if result.status == "unknown":
@@ -686,7 +686,7 @@ def _write_report(path: Path, result: RunResult) -> None:
 @click.pass_obj
 def logs(opts: Options, /, job: str | None, pipeline_id: int | None) -> None:
     """Print a job's log from a run (without JOB: list the run's jobs)."""
-    from localci.records import all_jobs, job_log, read_pipeline
+    from localci.run_records import all_jobs, job_log, read_pipeline
 
     record = read_pipeline(opts.directory, pipeline_id)
     if job is None:
@@ -832,8 +832,8 @@ def cache() -> None:
 @click.pass_obj
 def cache_list(opts: Options, /) -> None:
     """Every cache entry: key, size, files, when and by which job it was saved."""
-    from localci.execute.store import Store
     from localci.execute.transfer import list_caches
+    from localci.state import Store
 
     entries = list_caches(Store(opts.directory))
     if not entries:
@@ -850,8 +850,8 @@ def cache_list(opts: Options, /) -> None:
 @click.pass_obj
 def cache_clear(opts: Options, /, key: str | None) -> None:
     """Remove one cache entry (KEY) or all of them."""
-    from localci.execute.store import Store
     from localci.execute.transfer import clear_caches
+    from localci.state import Store
 
     removed = clear_caches(Store(opts.directory), key)
     if key is not None and removed == 0:
@@ -873,8 +873,8 @@ def artifacts(
     opts: Options, /, job: str | None, pipeline_id: int | None, dest: Path | None
 ) -> None:
     """List the artifacts of a run, or copy a job's artifacts out (--to DIR)."""
-    from localci.execute.store import Store
     from localci.execute.transfer import copy_artifacts, list_artifacts
+    from localci.state import Store
 
     store = Store(opts.directory)
     if dest is not None:

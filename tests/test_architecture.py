@@ -46,8 +46,8 @@ def test_the_layers_contract_is_kept(copy_of_project: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "upward_import"),
     [
-        ("config/model.py", "from localci.execute import store"),
-        ("events.py", "from localci.execute import results"),
+        ("config/model.py", "from localci.execute import cache"),
+        ("events.py", "from localci.execute import scheduler"),
         ("files.py", "import localci.config"),
         ("plan/model.py", "import localci.report.summary"),
     ],

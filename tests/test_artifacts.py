@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from test_cache import Project, git, planned, read_all, writer
 
+from localci import results
 from localci.config.model import Artifacts
 from localci.errors import UsageError
 from localci.execute import artifacts as artifacts_mod
-from localci.execute import results
 from localci.execute.artifacts import read_record
 from localci.execute.path_selection import TransferError
 from localci.execute.transfer import copy_artifacts, download_artifacts, list_artifacts

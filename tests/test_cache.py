@@ -21,11 +21,12 @@ from helpers import git, make_repo
 from localci.config.model import AllowFailure, Artifacts, Cache, CacheKeyFiles, Job
 from localci.execute.cache import CacheStore, cache_key
 from localci.execute.path_selection import TransferError
-from localci.execute.store import Store
 from localci.execute.stored_trees import read_manifest, verify_tree
 from localci.execute.transfer import TransferHooks, clear_caches, list_caches
 from localci.execute.workspace import Workspace, WorkspacePool, prepare_workspace, take_snapshot
 from localci.plan.model import PlannedJob
+from localci.plan.planner import job_spec
+from localci.state import Store
 
 Action = Callable[[Path], object]
 
@@ -38,19 +39,21 @@ def planned(
     sources: Sequence[str] = (),
     coverage: str | None = None,
 ) -> PlannedJob:
+    job = Job(
+        name=name,
+        stage="test",
+        script=("true",),
+        cache=tuple(cache),
+        artifacts=artifacts,
+        coverage=coverage,
+    )
     return PlannedJob(
         name=name,
         group_name=name,
         stage="test",
         stage_index=0,
-        job=Job(
-            name=name,
-            stage="test",
-            script=("true",),
-            cache=tuple(cache),
-            artifacts=artifacts,
-            coverage=coverage,
-        ),
+        job=job,
+        spec=job_spec(job),
         included=True,
         when="on_success",
         allow_failure=AllowFailure(),
@@ -428,7 +431,7 @@ SAVER = textwrap.dedent(
     import sys
     from pathlib import Path
     from localci.execute.cache import CacheStore
-    from localci.execute.store import Store
+    from localci.state import Store
 
     project, src, token = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     rounds, files = int(sys.argv[4]), int(sys.argv[5])

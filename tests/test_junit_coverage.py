@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from localci import results
 from localci.errors import ConfigError
-from localci.execute import results
 from localci.execute.junit_coverage import (
     MAX_JUNIT_BYTES,
     ReportError,

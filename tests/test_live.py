@@ -25,9 +25,9 @@ from localci.events import (
     PipelineFinished,
     PipelineStarted,
 )
-from localci.execute.results import JobResult, RunResult, Status
-from localci.execute.results import TestSummary as JunitCounts
 from localci.report.live import Board, LiveReporter, board_line, format_seconds
+from localci.results import JobResult, RunResult, Status
+from localci.results import TestSummary as JunitCounts
 from tests.helpers import make_repo
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")

@@ -11,8 +11,8 @@ import pytest
 from rich.console import Console
 
 from localci.config.services import derived_aliases, host_names
-from localci.execute.results import JobResult, RunResult, Status
 from localci.report.summary import print_failed_tails
+from localci.results import JobResult, RunResult, Status
 from tests.helpers import make_repo, run_cli
 
 LONG = "test:python-integration-suite"

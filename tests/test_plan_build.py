@@ -283,6 +283,36 @@ def test_plan_helpers() -> None:
     assert p.job("nope") is None
 
 
+def test_job_spec_is_what_the_executor_runs() -> None:
+    """`PlannedJob.spec` carries the configuration the executor needs, `default:` applied."""
+    p = plan(
+        """
+default:
+  image: python:3.12
+  before_script: [pip install .]
+unit:
+  script: [pytest]
+  retry: 2
+  timeout: 10m
+  needs:
+    - pipeline: $PARENT_PIPELINE_ID
+      job: build
+bridge:
+  trigger:
+    include: child.yml
+"""
+    )
+    unit, bridge = p.job("unit"), p.job("bridge")
+    assert unit is not None and bridge is not None
+    assert unit.spec.image is not None and unit.spec.image.name == "python:3.12"
+    assert (unit.spec.before_script, unit.spec.script) == (("pip install .",), ("pytest",))
+    assert (unit.spec.retry.max, unit.spec.timeout, unit.spec.trigger) == (2, "10m", False)
+    assert [(n.job, n.pipeline) for n in unit.spec.pipeline_needs] == [
+        ("build", "$PARENT_PIPELINE_ID")
+    ]
+    assert bridge.spec.trigger and bridge.spec.retry.max == 0 and not bridge.spec.pipeline_needs
+
+
 # ---- select_jobs -------------------------------------------------------------------------------
 
 

@@ -185,8 +185,8 @@ def test_install_python_runs_uv_before_the_pipeline_and_uses_what_it_installed(
 
 
 def test_the_board_shows_a_substituted_interpreter() -> None:
-    from localci.execute.results import JobResult, Status
     from localci.report.live import JobView, detail
+    from localci.results import JobResult, Status
 
     result = JobResult(
         "j", "test", Status.SUCCESS, attempts=1,

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from localci.execute.artifacts import ArtifactUpload, save_artifacts
-from localci.execute.store import Store
 from localci.report import logview, pagemodel
 from localci.report.html import render_pipeline, write_pipeline_page
 from localci.report.layout import critical_path, max_parallel, stage_graph, timeline
 from localci.report.logview import render_log
 from localci.report.pagemodel import pipeline_view
+from localci.state import Store
 from tests.helpers import make_repo, run_cli, run_localci
 
 HOSTILE = '<script>alert(1)</script> </textarea> <img src=x onerror=alert(2)> & "q"'

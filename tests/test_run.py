@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from localci.execute.store import project_builds_root
+from localci.state import project_builds_root
 from tests.helpers import git, make_repo, processes_with, run_cli, write_files
 
 pytestmark = pytest.mark.slow

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from localci.errors import ConfigError, UsageError
+from localci.execute.environment import runner_environment
 from localci.plan.context import MergeRequest, PipelineContext
 from localci.plan.variable_files import load_variables_file, parse_assignment
 from localci.plan.variables import (
@@ -27,7 +28,6 @@ from localci.plan.variables import (
     mask_text,
     parse_dotenv_report,
     pipeline_variables,
-    runner_environment,
     runtime_variables,
     slugify,
 )

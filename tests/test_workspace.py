@@ -14,7 +14,6 @@ import pytest
 
 from localci.errors import GitError, StateError
 from localci.execute import workspace as ws_mod
-from localci.execute.store import TMP_SUFFIX, Store, project_builds_root
 from localci.execute.workspace import (
     Snapshot,
     Workspace,
@@ -24,6 +23,8 @@ from localci.execute.workspace import (
     remove_stale,
     take_snapshot,
 )
+from localci.files import TMP_SUFFIX
+from localci.state import Store, project_builds_root
 
 GIT_ENV = {
     **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
@@ -377,7 +378,7 @@ _HOLDER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from localci.execute.store import Store
+    from localci.state import Store
     from localci.execute.workspace import WorkspacePool
     with WorkspacePool(Store(Path(sys.argv[1])), "proj").acquire() as ws:
         print(ws.slot, flush=True)

@@ -18,7 +18,6 @@ from typing import Any
 
 from localci.errors import StateError, UsageError
 from localci.execute.file_copies import copy_file
-from localci.execute.store import Store, remove_tree, state_error
 from localci.execute.stored_trees import (
     DATA,
     DIR,
@@ -35,6 +34,8 @@ from localci.execute.stored_trees import (
     write_tree,
 )
 from localci.execute.tree_restore import restore_tree
+from localci.files import remove_tree, state_error
+from localci.state import Store
 
 #: Beside the archive (DATA), a record keeps copies of its report files here, by report type.
 REPORTS = "reports"

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TextIO
 
 from localci.events import Event, JobFinished, JobOutput, JobStarted, Notice
-from localci.execute.results import Downstream, JobResult, Status
-from localci.execute.store import atomic_write_json
+from localci.files import atomic_write_json
 from localci.plan.model import Plan, PlannedJob
+from localci.results import Downstream, JobResult, Status
 
 NAME_SEPARATOR = " > "
 _MIRROR = {

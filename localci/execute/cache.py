@@ -25,7 +25,6 @@ from localci.config.model import Cache, CacheKeyFiles
 from localci.errors import StateError
 from localci.execute.artifacts import iso_time
 from localci.execute.path_selection import transfer_error
-from localci.execute.store import LockBusy, Store, remove_tree, state_error
 from localci.execute.stored_trees import (
     DATA,
     Manifest,
@@ -41,7 +40,9 @@ from localci.execute.stored_trees import (
     write_tree,
 )
 from localci.execute.tree_restore import Restored, relocator, restore_tree
+from localci.files import LockBusy, remove_tree, state_error
 from localci.plan.variables import expand_runner
+from localci.state import Store
 
 POLICIES = ("pull", "push", "pull-push")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.,+=@-]{0,127}")

@@ -27,16 +27,16 @@ from localci.execute.downstream_create import (
 )
 from localci.execute.job import JobHooks, JobRunner, RunContext, file_name
 from localci.execute.parent_artifacts import ParentArtifacts
-from localci.execute.results import (
+from localci.execute.scheduler import Scheduler
+from localci.plan.child import MAX_CHILD_DEPTH, MAX_DEPTH_MESSAGE, TriggerSpec, job_trigger
+from localci.plan.model import PlannedJob
+from localci.results import (
     Downstream,
     JobResult,
     Status,
     pipeline_status,
     with_downstream_status,
 )
-from localci.execute.scheduler import Scheduler
-from localci.plan.child import MAX_CHILD_DEPTH, MAX_DEPTH_MESSAGE, TriggerSpec, job_trigger
-from localci.plan.model import PlannedJob
 
 
 @dataclass

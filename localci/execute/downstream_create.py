@@ -14,7 +14,6 @@ from localci.errors import LocalCIError
 from localci.execute.artifacts import find_record
 from localci.execute.bridge import TriggerLog
 from localci.execute.job import JobHooks, RunContext
-from localci.execute.store import Store
 from localci.execute.stored_trees import DATA
 from localci.plan.child import (
     TriggerSpec,
@@ -24,6 +23,7 @@ from localci.plan.child import (
 )
 from localci.plan.model import Plan, PlannedJob
 from localci.plan.variables import VarValue
+from localci.state import Store
 
 HooksFactory = Callable[[Store, int], JobHooks]
 

@@ -5,6 +5,8 @@ variables, dotenv variables from needed jobs, then the user's variables (`--var`
 file). The result is GitLab-expanded, then runner-expanded, with file-type variables written
 to a directory the job can read, and laid over the base environment the executor supplies (the
 user's filtered environment on the host, nothing in a container: there the image provides it).
+The runner's own `GIT_*` settings, which shape the workspace before any executor starts, come
+from the same layers (`git_variables`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localci.plan.model import PlannedJob
-from localci.plan.variables import VarValue, expand_gitlab, runner_environment, runtime_variables
+from localci.plan.variables import VarValue, expand_gitlab, expand_runner, runtime_variables
 
-__all__ = ["DROPPED_ENV", "JobPaths", "RuntimeFacts", "host_base", "job_environment"]
+__all__ = [
+    "DROPPED_ENV",
+    "JobPaths",
+    "RuntimeFacts",
+    "git_variables",
+    "host_base",
+    "job_environment",
+    "runner_environment",
+]
 
 # Variables of the user's shell that would break a job's isolation or localci's own control.
 DROPPED_ENV = frozenset(
@@ -95,8 +105,53 @@ def job_environment(
     return {**base, **variables}
 
 
+def git_variables(job: PlannedJob, user_variables: Mapping[str, VarValue]) -> dict[str, str]:
+    """The job's GIT_* runner settings (YAML, then the user's variables), expanded."""
+    values = {**job.predefined, **{k: v.value for k, v in job.yaml_variables.items()}}
+    values.update({k: v.value for k, v in user_variables.items()})
+    return {
+        name: expand_runner(value, values) if "$" in value else value
+        for name, value in values.items()
+        if name.startswith("GIT_")
+    }
+
+
+def runner_environment(
+    variables: Mapping[str, VarValue], file_dir: Path, *, visible_dir: Path | None = None
+) -> dict[str, str]:
+    """The job's final environment (§10.3.2) from GitLab-expanded variables.
+
+    Run by the executor, never while planning: it writes files.
+
+    Each non-raw value is runner-expanded once against the unexpanded set (a reference to a
+    file variable gives its path). File variables are written to `file_dir/NAME` (mode 0600)
+    and the environment holds that path as the job sees it: under `visible_dir` when given
+    (a container mounts `file_dir` there), else under `file_dir`.
+    """
+    shown = file_dir if visible_dir is None else visible_dir
+    lookup = {name: str(shown / name) if var.file else var.value for name, var in variables.items()}
+    env: dict[str, str] = {}
+    for name, var in variables.items():
+        value = var.value if var.raw else expand_runner(var.value, lookup)
+        if var.file:
+            _write_secret(file_dir, name, value)
+            value = str(shown / name)
+        env[name] = value
+    return env
+
+
+def _write_secret(file_dir: Path, name: str, value: str) -> str:
+    file_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = file_dir / name
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(value.encode())
+    return str(path)
+
+
 def _runtime(job: PlannedJob, facts: RuntimeFacts) -> dict[str, str]:
-    env = job.job.environment
+    env = job.spec.environment
     variables = runtime_variables(
         project_dir=facts.paths.project_dir,
         builds_dir=facts.paths.builds_dir,

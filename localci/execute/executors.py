@@ -74,7 +74,7 @@ class ContainerExecutor(Protocol):
 def job_image(job: PlannedJob, user: Mapping[str, VarValue] | None = None) -> str | None:
     """The job's image name (job or `default:`), with the job's variables expanded, as GitLab
     expands `image:` before the runner sees it; None when the job has no image."""
-    image = job.job.image
+    image = job.spec.image
     if image is None or not image.name.strip():
         return None
     return expand_name(image.name, job, user)
@@ -96,7 +96,7 @@ def services_not_started(job: PlannedJob) -> str:
     from localci.execute.container.services import service_aliases
 
     described = []
-    for service in job.job.services:
+    for service in job.spec.services:
         image = expand_name(service.name, job)
         described.append(f"{image} as {', '.join(service_aliases(image, service.alias))}")
     named = "; ".join(described)
@@ -127,7 +127,7 @@ def executor_for(
     image = job_image(job, user)
     if mode == "venv" or image is None or not engine_usable:
         return "venv"
-    if mode == "container" or request_for_image(image) is None or job.job.services:
+    if mode == "container" or request_for_image(image) is None or job.spec.services:
         return "container"
     if job_package_manager(job) is not None:
         return "container"

@@ -37,5 +37,5 @@ def package_manager_in(lines: Iterable[str]) -> str | None:
 
 def job_package_manager(job: PlannedJob) -> str | None:
     """The OS package manager `job` runs in before_script, script or after_script, or None."""
-    spec = job.job
+    spec = job.spec
     return package_manager_in((*spec.before_script, *spec.script, *spec.after_script))

@@ -22,7 +22,13 @@ from localci.errors import LocalCIError
 from localci.events import Event, JobOutput, JobStarted, Notice
 from localci.execute import script as scripts
 from localci.execute.durations import parse_duration
-from localci.execute.environment import JobPaths, RuntimeFacts, host_base, job_environment
+from localci.execute.environment import (
+    JobPaths,
+    RuntimeFacts,
+    git_variables,
+    host_base,
+    job_environment,
+)
 from localci.execute.executors import ContainerExecutor, ScriptSession
 from localci.execute.git_isolation import job_inherited_env
 from localci.execute.gitsettings import git_settings, prepare_job_workspace
@@ -34,17 +40,14 @@ from localci.execute.interpreters import (
     python_free_path,
 )
 from localci.execute.process import ProcessOutcome, kill_session, run_bash
-from localci.execute.results import JobResult, Status
-from localci.execute.store import Store, remove_tree
 from localci.execute.venvs import Venv, VenvFactory, activated_env
 from localci.execute.workspace import Snapshot, Workspace, WorkspacePool, ensure_slot_dirs
+from localci.files import remove_tree
 from localci.plan.model import PlannedJob
 from localci.plan.services import image_name, job_services, unstarted_services_note
-from localci.plan.variables import (
-    VarValue,
-    expand_runner,
-    mask_text,
-)
+from localci.plan.variables import VarValue, mask_text
+from localci.results import JobResult, Status
+from localci.state import Store
 
 DEFAULT_TIMEOUT_S = 3600.0
 AFTER_SCRIPT_TIMEOUT_S = 300.0
@@ -135,9 +138,9 @@ class JobRunner:
         self.ctx = ctx
 
     def __call__(self, job: PlannedJob, cancel: threading.Event) -> JobResult:
-        if job.job.trigger is not None and self.ctx.downstream is not None:
+        if job.spec.trigger and self.ctx.downstream is not None:
             return self.ctx.downstream(job, cancel)
-        if job.job.trigger is not None:
+        if job.spec.trigger:
             return JobResult(
                 job.name,
                 job.stage,
@@ -148,8 +151,7 @@ class JobRunner:
         started, started_at = time.monotonic(), time.time()
         log_path = self.ctx.record_dir / "jobs" / f"{file_name(job.name)}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        retry = job.job.retry
-        max_attempts = 1 + (retry.max if retry else 0)
+        max_attempts = 1 + job.spec.retry.max
         notes: list[str] = []
         attempt = None
         for number in range(1, max_attempts + 1):
@@ -226,7 +228,7 @@ class JobRunner:
         _end_leftovers(ws, writer)
         remove_secret_files(ws)  # of a run that was SIGKILLed
         writer.line(f"Preparing workspace {ws.project_dir}")
-        git = git_settings(_git_variables(job, ctx), full_history=ctx.full_history)
+        git = git_settings(git_variables(job, ctx.user_variables), full_history=ctx.full_history)
         for warning in git.warnings:
             _note(notes, writer, warning)
         ensure_slot_dirs(ws)  # before the venv thread writes into the slot
@@ -249,13 +251,13 @@ class JobRunner:
         session_cm = self._session(job, python, ws, writer, notes, timeout_s, cancel, early_venv)
         with session_cm as session:
             hooks.before(job, ws, session.host_env, notes, log=writer.line)
-            commands = (*job.job.before_script, *job.job.script)
+            commands = (*job.spec.before_script, *job.spec.script)
             trace = session.env.get("CI_DEBUG_TRACE") == "true"
             outcome = session.run(
                 commands, after=False, trace=trace, timeout_s=timeout_s, cancel=cancel
             )
             attempt = _judge(outcome, timeout_s)
-            if job.job.after_script and not outcome.timed_out:
+            if job.spec.after_script and not outcome.timed_out:
                 self._after_script(job, session, attempt, writer)
         (ws.state_dir / _SESSION_FILE).unlink(missing_ok=True)
         if attempt.status is not Status.CANCELED:  # a canceled job uploads nothing, as on GitLab
@@ -371,7 +373,7 @@ class JobRunner:
         env = session.env
         timeout = parse_duration(env.get("RUNNER_AFTER_SCRIPT_TIMEOUT")) or AFTER_SCRIPT_TIMEOUT_S
         outcome = session.run(
-            job.job.after_script,
+            job.spec.after_script,
             after=True,
             trace=False,
             timeout_s=timeout,
@@ -479,8 +481,8 @@ def _judge(outcome: ProcessOutcome, timeout_s: float) -> _Attempt:
 
 def _should_retry(job: PlannedJob, attempt: _Attempt, number: int, max_attempts: int) -> bool:
     """GitLab's retry:when / retry:exit_codes: with both, either one matching retries."""
-    retry = job.job.retry
-    if retry is None or number >= max_attempts:
+    retry = job.spec.retry
+    if number >= max_attempts:
         return False
     if retry.exit_codes and attempt.exit_code in retry.exit_codes:
         return True
@@ -502,19 +504,8 @@ def _failure_allowed(job: PlannedJob, attempt: _Attempt) -> bool:
     return allow.allowed
 
 
-def _git_variables(job: PlannedJob, ctx: RunContext) -> dict[str, str]:
-    """The job's GIT_* runner settings (YAML, then the user's variables), expanded."""
-    values = {**job.predefined, **{k: v.value for k, v in job.yaml_variables.items()}}
-    values.update({k: v.value for k, v in ctx.user_variables.items()})
-    return {
-        name: expand_runner(value, values) if "$" in value else value
-        for name, value in values.items()
-        if name.startswith("GIT_")
-    }
-
-
 def _timeout(job: PlannedJob, default: float) -> float:
-    seconds = parse_duration(job.job.timeout) if job.job.timeout else None
+    seconds = parse_duration(job.spec.timeout) if job.spec.timeout else None
     return seconds or default
 
 

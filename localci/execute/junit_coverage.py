@@ -9,9 +9,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from localci.execute.results import TestSummary
 from localci.expr import compile_ruby_regex
 from localci.regex import Regex
+from localci.results import TestSummary
 
 #: JUnit files above this size are not parsed (GitLab also caps test reports).
 MAX_JUNIT_BYTES = 30 * 1024 * 1024

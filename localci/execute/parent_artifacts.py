@@ -7,10 +7,10 @@ from collections.abc import Callable, Mapping
 
 from localci.execute.artifacts import read_record
 from localci.execute.job import JobHooks
-from localci.execute.store import Store
 from localci.execute.workspace import Workspace
 from localci.plan.model import PlannedJob
 from localci.plan.variables import VarValue, expand_runner
+from localci.state import Store
 
 
 class ParentArtifacts(JobHooks):
@@ -33,11 +33,8 @@ class ParentArtifacts(JobHooks):
         out = []
         values = {**job.predefined, **{k: v.value for k, v in job.yaml_variables.items()}}
         values.update({k: v.value for k, v in self.variables.items()})
-        for need in job.job.needs or ():
-            if need.external is None or not need.external.startswith("pipeline ") or not need.job:
-                continue
-            expression = need.external.removeprefix("pipeline ")
-            resolved = expand_runner(expression, values)
+        for need in job.spec.pipeline_needs:
+            resolved = expand_runner(need.pipeline, values)
             out.append((need.job, resolved, self.ancestors.get(resolved)))
         return out
 

@@ -20,18 +20,19 @@ from localci.events import Event, JobFinished, Notice, PipelineFinished, Pipelin
 from localci.execute.environment import host_base
 from localci.execute.job import JobHooks, JobRunner, RunContext
 from localci.execute.process import remove_orphaned_scripts
-from localci.execute.results import (
+from localci.execute.scheduler import Scheduler
+from localci.execute.venvs import VenvFactory
+from localci.execute.workspace import WorkspacePool, remove_stale, take_snapshot
+from localci.files import LockBusy, atomic_write_json, user_cache_dir
+from localci.plan.model import Plan, PlannedJob
+from localci.results import (
     JobResult,
     RunResult,
     Status,
     pipeline_status,
     with_downstream_status,
 )
-from localci.execute.scheduler import Scheduler
-from localci.execute.store import LockBusy, Store, atomic_write_json, user_cache_dir
-from localci.execute.venvs import VenvFactory
-from localci.execute.workspace import WorkspacePool, remove_stale, take_snapshot
-from localci.plan.model import Plan, PlannedJob
+from localci.state import Store
 
 if TYPE_CHECKING:
     from localci.execute.container.engine import Engine
@@ -192,7 +193,7 @@ def _downstream(
     pipeline_id: int,
 ) -> DownstreamRunner | None:
     """The runner of trigger jobs (child pipelines), when the selection has any."""
-    if not any(job.job.trigger is not None for job in jobs):
+    if not any(job.spec.trigger for job in jobs):
         return None
     from localci.execute.downstream import DownstreamRunner
     from localci.execute.downstream_create import DownstreamSettings
@@ -260,7 +261,7 @@ def _announce_unsupported(
     containers: ContainerRunner | None,
 ) -> None:
     for job in jobs:
-        keys = job.job.unsupported
+        keys = job.spec.unsupported
         if containers is not None and containers.wants(job):
             keys = tuple(key for key in keys if key != "services")
         if keys:
@@ -395,13 +396,13 @@ def _planned_json(job: PlannedJob | None, order: Mapping[str, int]) -> dict[str,
     """What the pipeline page draws besides the result: needs lines, `when`, script phases."""
     if job is None:
         return {}
-    artifacts = job.job.artifacts
+    artifacts = job.spec.artifacts
     out: dict[str, object] = {
         "order": order.get(job.name, len(order)),
         "needs": None if job.needs is None else [need.job for need in job.needs],
         "when": job.when,
-        "before_script": len(job.job.before_script),
-        "trigger": job.job.trigger is not None,
+        "before_script": len(job.spec.before_script),
+        "trigger": job.spec.trigger,
     }
     if artifacts is not None and artifacts.expose_as:
         out["expose_as"] = {"name": artifacts.expose_as, "paths": list(artifacts.paths)}

@@ -117,7 +117,7 @@ def place_jobs(
             job.name,
             executor_for(job, mode, engine is not None, user),
             job_image(job, user),
-            tuple(_service_text(job, index, user) for index in range(len(job.job.services))),
+            tuple(_service_text(job, index, user) for index in range(len(job.spec.services))),
             job_package_manager(job),
         )
         for job in jobs
@@ -134,15 +134,15 @@ def images_to_pull(
     placed = {entry.job for entry in placement.jobs if entry.place == "container"}
     out: list[tuple[str, str | None]] = []
     for job in jobs:
-        if job.name not in placed or job.job.image is None:
+        if job.name not in placed or job.spec.image is None:
             continue
-        wanted = [(job_image(job, user) or "", job.job.image.platform)]
-        wanted += [(expand_name(s.name, job, user), s.image.platform) for s in job.job.services]
+        wanted = [(job_image(job, user) or "", job.spec.image.platform)]
+        wanted += [(expand_name(s.name, job, user), s.image.platform) for s in job.spec.services]
         out += [item for item in wanted if item[0] and item not in out]
     return out
 
 
 def _service_text(job: PlannedJob, index: int, user: Mapping[str, VarValue] | None) -> str:
-    service = job.job.services[index]
+    service = job.spec.services[index]
     image = expand_name(service.name, job, user)
     return f"{image} ({', '.join(service_aliases(image, service.alias))})"

@@ -12,8 +12,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from localci import interrupts
-from localci.execute.results import JobResult, Status, composite, composite_of, contribution, decide
 from localci.plan.model import PlannedJob
+from localci.results import JobResult, Status, composite, composite_of, contribution, decide
 
 RunJob = Callable[[PlannedJob, threading.Event], JobResult]
 Report = Callable[[JobResult], None]
@@ -145,7 +145,7 @@ class Scheduler:
     def _start(self, state: _State, pool: ThreadPoolExecutor, job: PlannedJob) -> bool:
         if len(state.running) >= self.max_parallel:
             return False
-        group = job.job.resource_group
+        group = job.spec.resource_group
         if group and group in state.busy_groups:
             return False
         if group:
@@ -163,8 +163,8 @@ class Scheduler:
         return self.run_job(job, self.cancel)
 
     def _finish(self, state: _State, job: PlannedJob, result: JobResult) -> None:
-        if job.job.resource_group:
-            state.busy_groups.discard(job.job.resource_group)
+        if job.spec.resource_group:
+            state.busy_groups.discard(job.spec.resource_group)
         self._set(state, job, result)
         failed = result.status is Status.FAILED and not result.allow_failure
         if failed and self.cancel_on_failure:

@@ -23,7 +23,7 @@ from typing import Any
 
 from localci.execute.file_copies import copy_and_read, copy_file, in_threads
 from localci.execute.path_selection import safe_relative
-from localci.execute.store import atomic_write_json, remove_tree
+from localci.files import atomic_write_json, remove_tree
 
 FILE, LINK, DIR = "f", "l", "d"
 MANIFEST = "manifest.json"

@@ -42,13 +42,14 @@ from localci.execute.path_selection import (
     report_files,
     select_paths,
 )
-from localci.execute.results import TestSummary
-from localci.execute.store import Store, state_error
 from localci.execute.stored_trees import Manifest, verify_tree
 from localci.execute.tree_restore import relocator, restore_tree
 from localci.execute.workspace import Workspace
+from localci.files import state_error
 from localci.plan.model import PlannedJob
 from localci.plan.variables import VarValue, expand_runner, mask_text, parse_dotenv_report
+from localci.results import TestSummary
+from localci.state import Store
 
 __all__ = [
     "ArtifactInfo",
@@ -171,7 +172,7 @@ class TransferHooks(JobHooks):
         self, job: PlannedJob, root: Path, env: Mapping[str, str], say: Log
     ) -> list[_CacheRun]:
         runs = []
-        for cache in job.job.cache:
+        for cache in job.spec.cache:
             if not cache.paths and not cache.untracked:
                 continue
             key = cache_key(cache, root, env, job.name)
@@ -305,10 +306,10 @@ class TransferHooks(JobHooks):
         say: Log,
         notes: list[str],
     ) -> TestSummary | None:
-        spec = job.job.artifacts or Artifacts()
+        spec = job.spec.artifacts or Artifacts()
         root = ws.project_dir
         archive = None
-        if job.job.artifacts is not None and _when_matches(spec.when, succeeded):
+        if job.spec.artifacts is not None and _when_matches(spec.when, succeeded):
             archive = _archive_paths(job, spec, root, env, say)
         reports = _report_paths(job, spec, root, env, say)
         dotenv = _dotenv(job, root, reports.get("dotenv", ()), notes)
@@ -399,7 +400,7 @@ def _fallbacks(cache: Cache, env: Mapping[str, str], job: str, say: Log) -> tupl
 
 
 def _check_artifact_paths(job: PlannedJob, root: Path, env: Mapping[str, str]) -> None:
-    spec = job.job.artifacts
+    spec = job.spec.artifacts
     if spec is None:
         return
     check_patterns(root, spec.paths, env, job=job.name, what="artifacts")
@@ -475,7 +476,7 @@ def _junit(root: Path, paths: Sequence[str], say: Log, notes: list[str]) -> Test
 
 
 def _coverage(job: PlannedJob, log_text: Callable[[], str], notes: list[str]) -> float | None:
-    literal = job.job.coverage
+    literal = job.spec.coverage
     if not literal:
         return None
     try:

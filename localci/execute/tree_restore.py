@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localci.execute.file_copies import copy_file, in_threads
-from localci.execute.store import remove_tree
 from localci.execute.stored_trees import DATA, DIR, FILE, LINK, Manifest, TreeEntry
+from localci.files import remove_tree
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from localci.execute.interpreters import (
     request_for_option,
 )
 from localci.execute.seeding import SeedPlan, plan_seeds, seed_venv
-from localci.execute.store import atomic_write_json, remove_tree, tree_fingerprint
+from localci.files import atomic_write_json, remove_tree, tree_fingerprint
 
 __all__ = [
     "PythonNotFound",

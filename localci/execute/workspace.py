@@ -26,17 +26,16 @@ from pathlib import Path
 from typing import IO, TypeVar
 
 from localci.errors import GitError, StateError
-from localci.execute.store import (
+from localci.files import (
     TMP_SUFFIX,
     LockBusy,
-    Store,
     atomic_write_json,
-    project_builds_root,
     remove_tree,
     state_error,
     temp_path_for,
     tree_fingerprint,
 )
+from localci.state import Store, project_builds_root
 
 FILE, LINK, DIR = "f", "l", "d"
 # A snapshot file's content: a blob of the store, or "git:<id>", a blob of the user's repository.

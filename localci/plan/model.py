@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from localci.config.model import AllowFailure, Job
+from localci.config.model import (
+    AllowFailure,
+    Artifacts,
+    Cache,
+    Environment,
+    Image,
+    Job,
+    Retry,
+    Service,
+)
 from localci.plan.context import PipelineContext
 from localci.plan.variables import VarValue
 
@@ -20,6 +29,43 @@ class PlannedNeed:
 
 
 @dataclass(frozen=True, slots=True)
+class PipelineNeed:
+    """A `needs:pipeline:job` of a child pipeline's job: `job`'s artifacts and dotenv from the
+    pipeline `pipeline` names (an expression, usually `$PARENT_PIPELINE_ID`, expanded when
+    the job runs)."""
+
+    job: str
+    pipeline: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """What running one job takes from its configuration, `default:` already applied: the
+    executor and the reports read this, never the configuration model (`PlannedJob.job`).
+
+    `retry` is `Retry()` (no retry) for a job without `retry:`; `timeout` is the configured
+    duration text (the executor parses it and falls back to its default); `unsupported` names
+    the keywords localci does not emulate for this job.
+    """
+
+    trigger: bool
+    before_script: tuple[str, ...]
+    script: tuple[str, ...]
+    after_script: tuple[str, ...]
+    image: Image | None
+    services: tuple[Service, ...]
+    cache: tuple[Cache, ...]
+    artifacts: Artifacts | None
+    coverage: str | None
+    timeout: str | None
+    retry: Retry
+    environment: Environment | None
+    resource_group: str | None
+    pipeline_needs: tuple[PipelineNeed, ...]
+    unsupported: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PlannedJob:
     """One job instance as GitLab would create it (or would leave out, `included=False`).
 
@@ -27,7 +73,8 @@ class PlannedJob:
     predecessor. `artifact_sources` lists the jobs whose artifacts and dotenv this job
     receives, in extraction order. For a job left out (`included=False`) `needs` only shows
     its configured needs, expanded to instance names but neither checked nor filtered, and
-    `artifact_sources` is empty.
+    `artifact_sources` is empty. `spec` is what running it takes; `job`, its configuration,
+    is for the planner and for listing the configuration itself.
     """
 
     name: str
@@ -35,6 +82,7 @@ class PlannedJob:
     stage: str
     stage_index: int
     job: Job
+    spec: JobSpec
     included: bool
     when: str
     allow_failure: AllowFailure

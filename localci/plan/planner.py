@@ -7,11 +7,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from types import MappingProxyType
 
-from localci.config.model import Job, Pipeline, Variable
+from localci.config.model import Job, Pipeline, Retry, Variable
 from localci.errors import PlanError, Problem, UsageError
 from localci.plan.context import PipelineContext, describe_changes_base
 from localci.plan.job_graph import GraphJob, Instance, expand_jobs, resolve_graph
-from localci.plan.model import Plan, PlannedJob, PlannedNeed
+from localci.plan.model import JobSpec, PipelineNeed, Plan, PlannedJob, PlannedNeed
 from localci.plan.repo_facts import GitFacts, RepoFacts
 from localci.plan.rules import (
     Decision,
@@ -260,6 +260,7 @@ class _Planner:
             stage=instance.job.stage,
             stage_index=gj.stage_index,
             job=instance.job,
+            spec=job_spec(instance.job),
             included=decision.included,
             when=decision.when,
             allow_failure=decision.allow_failure,
@@ -293,6 +294,31 @@ class _Planner:
             user_variables=MappingProxyType(self.user),
             warnings=tuple(warnings),
         )
+
+
+def job_spec(job: Job) -> JobSpec:
+    """What running `job` takes from its configuration (see `JobSpec`)."""
+    return JobSpec(
+        trigger=job.trigger is not None,
+        before_script=job.before_script,
+        script=job.script,
+        after_script=job.after_script,
+        image=job.image,
+        services=job.services,
+        cache=job.cache,
+        artifacts=job.artifacts,
+        coverage=job.coverage,
+        timeout=job.timeout,
+        retry=job.retry or Retry(),
+        environment=job.environment,
+        resource_group=job.resource_group,
+        pipeline_needs=tuple(
+            PipelineNeed(need.job, need.external.removeprefix("pipeline "))
+            for need in job.needs or ()
+            if need.external is not None and need.external.startswith("pipeline ") and need.job
+        ),
+        unsupported=job.unsupported,
+    )
 
 
 def _not_created(job: Job, reason: str) -> Decision:

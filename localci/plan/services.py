@@ -52,20 +52,20 @@ def expand_name(text: str, values: Mapping[str, str]) -> str:
 
 def image_name(job: PlannedJob, user: Mapping[str, VarValue] | None = None) -> str | None:
     """The job's `image:` name as the runner would pull it, or None without `image:`."""
-    if job.job.image is None:
+    if job.spec.image is None:
         return None
-    return expand_name(job.job.image.name, job_values(job, user))
+    return expand_name(job.spec.image.name, job_values(job, user))
 
 
 def job_services(
     job: PlannedJob, user: Mapping[str, VarValue] | None = None
 ) -> tuple[JobService, ...]:
     """Each `services:` entry with its image expanded and every host name it would have."""
-    if not job.job.services:
+    if not job.spec.services:
         return ()
     values = job_values(job, user)
     out = []
-    for service in job.job.services:
+    for service in job.spec.services:
         image = expand_name(service.name, values)
         out.append(JobService(image, host_names(image, service.alias)))
     return tuple(out)

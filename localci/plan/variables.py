@@ -6,13 +6,13 @@ first, so a later layer wins: predefined (`pipeline_variables`, then `job_variab
 them) < job YAML `variables` (matrix values over them, then the matched `rules:variables`) <
 dotenv variables of dependencies < instance < group < project settings files < pipeline
 variables (`--var`, variables files named on the command line). Then `expand_gitlab` once over
-the stacked mapping, then `runner_environment` builds the job's environment from the result.
+the stacked mapping, then execute/environment.py's `runner_environment` builds the job's
+environment from the result.
 """
 
 from __future__ import annotations
 
 import graphlib
-import os
 import platform
 import re
 from collections.abc import Mapping
@@ -459,40 +459,6 @@ def _runner_lookup(name: str, env: Mapping[str, str]) -> str:
     if len(name) == 1 and name in _SHELL_SPECIAL:
         return ""
     return env.get(name, "")
-
-
-def runner_environment(
-    variables: Mapping[str, VarValue], file_dir: Path, *, visible_dir: Path | None = None
-) -> dict[str, str]:
-    """The job's final environment (§10.3.2) from GitLab-expanded variables.
-
-    Run by the executor (execute/environment.py), never while planning: it writes files.
-
-    Each non-raw value is runner-expanded once against the unexpanded set (a reference to a
-    file variable gives its path). File variables are written to `file_dir/NAME` (mode 0600)
-    and the environment holds that path as the job sees it: under `visible_dir` when given
-    (a container mounts `file_dir` there), else under `file_dir`.
-    """
-    shown = file_dir if visible_dir is None else visible_dir
-    lookup = {name: str(shown / name) if var.file else var.value for name, var in variables.items()}
-    env: dict[str, str] = {}
-    for name, var in variables.items():
-        value = var.value if var.raw else expand_runner(var.value, lookup)
-        if var.file:
-            _write_secret(file_dir, name, value)
-            value = str(shown / name)
-        env[name] = value
-    return env
-
-
-def _write_secret(file_dir: Path, name: str, value: str) -> str:
-    file_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = file_dir / name
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write(value.encode())
-    return str(path)
 
 
 # ------------------------------------------------------------------------ command-line values

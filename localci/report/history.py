@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from localci.execute.store import Store
+from localci.state import Store
 
 PAGE_NAME = "pipeline.html"
 CHART_W, CHART_H = 300, 64

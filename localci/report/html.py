@@ -12,11 +12,12 @@ import jinja2
 
 from localci import __version__
 from localci.errors import UsageError
-from localci.execute.store import Store, atomic_write_text, user_cache_dir
+from localci.files import atomic_write_text, user_cache_dir
 from localci.report.history import coverage_chart, duration_chart, history_rows, tests_chart
 from localci.report.layout import stage_graph, timeline
 from localci.report.logview import log_html
 from localci.report.pagemodel import JobView, PipelineView, human_duration, pipeline_view
+from localci.state import Store
 
 PAGE_NAME = "pipeline.html"
 HISTORY_NAME = "history.html"

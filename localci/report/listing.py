@@ -28,7 +28,7 @@ def list_json(
     out = []
     for job in plan.jobs:
         entry = _job_json(plan, job)
-        if job.job.trigger is not None and job.included and plan.created:
+        if job.spec.trigger and job.included and plan.created:
             entry["child"] = _child_json(plan, job, external, depth)
         out.append(entry)
     return out
@@ -64,7 +64,7 @@ def child_lines(
 
     lines = []
     for job in plan.ordered():
-        if job.job.trigger is None or only not in (None, job.name, job.group_name):
+        if not job.spec.trigger or only not in (None, job.name, job.group_name):
             continue
         child = plan_child(job, plan, external=external)
         assert child is not None

@@ -25,9 +25,9 @@ from localci.events import (
     PipelineFinished,
     PipelineStarted,
 )
-from localci.execute.results import JobResult, Status
 from localci.report.plain import JOB_STYLES
 from localci.report.summary import prepare_page, print_summary, status_label, tests_summary
+from localci.results import JobResult, Status
 
 COMPACT_WIDTH = 60
 COLUMN_WIDTH = 26

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from localci.execute.results import JobResult, RunResult, Status
+from localci.results import JobResult, RunResult, Status
 
 TAIL_LINES = 30
 UNBOUNDED_WIDTH = 1_000_000

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from localci.errors import LocalCIError
-from localci.execute.store import atomic_write_json, user_cache_dir
+from localci.files import atomic_write_json, user_cache_dir
 
 __all__ = ["ENGINES", "Engine", "EngineError", "detect_engine", "environment_args"]
 

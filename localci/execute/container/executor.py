@@ -97,7 +97,7 @@ class ContainerRunner:
         image = job_image(job, self.user_variables)
         assert image is not None  # wants() only accepts jobs with an image
         prefix = self._prefix(job)
-        spec = job.job.image
+        spec = job.spec.image
         assert spec is not None
         engine = self.engine
         log(f"Using {engine.kind} {engine.version} with image {image} ...")
@@ -124,7 +124,7 @@ class ContainerRunner:
         )
         host_env = job_environment(job, facts, dotenv, self.user_variables, host_base())
         created: list[str] = []
-        network = f"{prefix}-net" if job.job.services else None
+        network = f"{prefix}-net" if job.spec.services else None
         debug_logs = ServiceLogs(engine, log) if env.get("CI_DEBUG_SERVICES") == "true" else None
         try:
             if network is not None:
@@ -165,7 +165,7 @@ class ContainerRunner:
         cancel: threading.Event,
     ) -> None:
         engine = self.engine
-        for index, service in enumerate(job.job.services):
+        for index, service in enumerate(job.spec.services):
             if cancel.is_set():
                 return
             image = qualified_image(engine, expand_name(service.name, job, self.user_variables))
@@ -291,7 +291,7 @@ class _ContainerSession:
         self, name: str, step: str, env: Mapping[str, str]
     ) -> tuple[dict[str, str], list[str]]:
         engine = self.runner.engine
-        spec = self.job.job.image
+        spec = self.job.spec.image
         assert spec is not None
         project, files = self.inside.project_dir, self.inside.visible_file_dir
         # The pull policy was applied before: an image gone since then is an error, not a pull.

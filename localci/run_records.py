@@ -1,4 +1,6 @@
-"""Reading the records of past runs under .localci/pipelines (for `logs`, `artifacts`)."""
+"""Reading back the records of past pipeline runs, `.localci/pipelines/<id>/pipeline.json`
+and the job logs it names, for `localci logs`. The executor writes them (execute/pipeline.py,
+execute/downstream.py for child pipelines); results.py is the status vocabulary they use."""
 
 from __future__ import annotations
 
