@@ -283,6 +283,15 @@ def test_list_imports_only_what_it_needs(tmp_path: Path) -> None:
     assert unneeded(with_json, tuple(n for n in NOT_FOR_LIST if n not in allowed)) == []
 
 
+def test_the_expression_language_is_imported_for_if_only(tmp_path: Path) -> None:
+    jobs = "".join(f"job{i}:\n  stage: test\n  script: [echo {i}]\n" for i in range(10))
+    without = make_repo(tmp_path / "without", {".gitlab-ci.yml": jobs})
+    assert "localci.expr" not in imported_by(without, "list")
+    ruled = "ruled:\n  script: [x]\n  rules:\n    - if: $CI_COMMIT_BRANCH\n"
+    with_if = make_repo(tmp_path / "with", {".gitlab-ci.yml": jobs + ruled})
+    assert "localci.expr" in imported_by(with_if, "list")
+
+
 def test_a_trigger_job_or_services_import_what_they_need(tmp_path: Path) -> None:
     files = {
         ".gitlab-ci.yml": "up:\n  trigger:\n    include: child.yml\n"
