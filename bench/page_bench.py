@@ -30,7 +30,8 @@ TARGET_S = 0.100
 MEASURE = """
 import sys, time
 from pathlib import Path
-import localci.cli, localci.execute.pipeline, localci.execute.transfer, localci.report.plain
+import localci.cli.root, localci.cli.run, localci.execute.pipeline, localci.execute.transfer
+import localci.report.plain
 import localci.report.summary
 cold = sys.argv[2] == "cold"
 if not cold:

@@ -23,6 +23,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -173,6 +174,43 @@ def localci_cmd() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "localci"]
 
 
+def installed_localci(root: Path, source: Path = REPO_ROOT) -> Path:
+    """The bin/ of a fresh venv where a wheel built from `source` is installed,
+    as pipx or `pip install localci-gitlab` leave it. An editable install (the development
+    venv) runs an import finder on every start that users' installs do not have.
+
+    The dependencies come from the running interpreter's environment through a path line
+    (no network); a path line does not run the editable install's own .pth files, so
+    `localci` itself is imported only from the wheel.
+    """
+    copy, dist, venv = root / "source", root / "dist", root / "venv"
+    for name in ("pyproject.toml", "README.md"):
+        copy.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source / name, copy / name)
+    shutil.copytree(
+        source / "localci", copy / "localci", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    pip = [sys.executable, "-m", "pip", "--quiet"]
+    _checked(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(dist), str(copy)]
+    )
+    _checked([sys.executable, "-m", "venv", "--without-pip", str(venv)])
+    python = venv / "bin" / "python"
+    (wheel,) = dist.glob("*.whl")
+    _checked([*pip, "--python", str(python), "install", "--no-deps", str(wheel)])
+    site = _checked([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"])
+    ours = sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})
+    Path(site.strip(), "dependencies.pth").write_text("\n".join(ours) + "\n")
+    return venv / "bin"
+
+
+def _checked(cmd: Sequence[str]) -> str:
+    out = subprocess.run(list(cmd), capture_output=True, text=True, check=False, timeout=600)
+    if out.returncode != 0:
+        raise BenchError(f"{' '.join(cmd)} exited with {out.returncode}: {out.stdout}{out.stderr}")
+    return out.stdout
+
+
 def gcl_cmd() -> list[str] | None:
     """node + gitlab-ci-local's index.js, when installed."""
     script = Path(os.environ.get("LOCALCI_BENCH_GCL") or GCL_DEFAULT)
@@ -250,16 +288,21 @@ class Bench:
     # ----------------------------------------------------------------------- startup
 
     def startup(self) -> None:
-        """`localci --version` and `list` of 10 jobs against the bare interpreter's start-up."""
+        """`localci --version` and `list` of 10 jobs against the bare interpreter's start-up,
+        with localci installed from its wheel (installed_localci), as users run it."""
         jobs = pipelines.trivial_jobs(5, 2)
         repo = pipelines.make_git_repo(
             self.root / "startup", {".gitlab-ci.yml": pipelines.trivial_yaml(jobs)}
         )
-        floor_cmd = [sys.executable, "-c", "pass"]
+        # The floor is the same venv's interpreter: the development venv's starts by importing
+        # the editable install's finder, which neither users' localci nor this one does.
+        bin_dir = installed_localci(self.root / "installed")
+        localci = [str(bin_dir / "localci")]
+        floor_cmd = [str(bin_dir / "python"), "-c", "pass"]
         commands: dict[str, Callable[[], float | None]] = {
             "python": lambda: timed(floor_cmd, repo, log=self.log),
-            "version": lambda: self.run_localci(repo, "--version"),
-            "list": lambda: self.run_localci(repo, "list"),
+            "version": lambda: timed([*localci, "--version"], repo, log=self.log),
+            "list": lambda: timed([*localci, "list"], repo, log=self.log),
         }
         for fn in commands.values():
             fn()  # warm-up: bytecode caches, page cache

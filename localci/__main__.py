@@ -1,6 +1,6 @@
 """`python -m localci`."""
 
-from localci.entry import main
+from localci.cli import main
 
 if __name__ == "__main__":
     main()

@@ -62,7 +62,7 @@ class Result:
 
 def run_cli(directory: Path, *args: str) -> Result:
     """Run localci in-process (fast) with `-C directory`."""
-    from localci.cli import run
+    from localci.cli.root import run
 
     runner = CliRunner()
     with runner.isolation() as (out, err, *_):

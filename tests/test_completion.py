@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 import pytest
 
-from localci.cli import cli
-from localci.help_examples import EXAMPLES
+from localci.cli.help_examples import EXAMPLES
+from localci.cli.root import cli
 from tests.helpers import git, make_repo, run_cli, run_localci
 
 PIPELINE = """\
@@ -141,7 +141,10 @@ def test_the_bash_line_in_the_readme_installs_completion(repo: Path) -> None:
 def _commands(command: click.Command, path: str = "") -> list[tuple[str, click.Command]]:
     found = [(path, command)]
     if isinstance(command, click.Group):
-        for name, sub in command.commands.items():
+        context = click.Context(command)
+        for name in command.list_commands(context):
+            sub = command.get_command(context, name)
+            assert sub is not None
             found += _commands(sub, f"{path} {name}".strip())
     return found
 
@@ -150,7 +153,7 @@ def _commands(command: click.Command, path: str = "") -> list[tuple[str, click.C
     ("path", "command"), _commands(cli), ids=lambda value: str(value) or "localci"
 )
 def test_every_help_ends_with_real_examples(path: str, command: click.Command, repo: Path) -> None:
-    assert path in EXAMPLES, f"add examples for `localci {path}` to localci/help_examples.py"
+    assert path in EXAMPLES, f"add examples for `localci {path}` to localci/cli/help_examples.py"
     assert 2 <= len(EXAMPLES[path]) <= 3
     result = run_cli(repo, *path.split(), "--help")
     assert result.exit_code == 0

@@ -1,5 +1,5 @@
 """The short cuts taken for speed give what the general code gives: YAML scalars and aliases
-(yaml_source), the indented JSON of `list --json` (report.listing), the external include
+(yaml_source), the indented JSON of `list --json` (report.json_text), the external include
 reader set up on first use (app), garbage collection paused only while a command loads."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from localci.config.yaml_source import LocDict, LocList, load_documents
-from localci.report.listing import json_text
+from localci.report.json_text import json_text
 from tests.helpers import make_repo, run_cli
 from tests.test_external_includes import Server, server  # noqa: F401
 
@@ -194,7 +194,7 @@ def test_plain_table_is_written_without_rich(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "sys.argv = ['localci', '-C', sys.argv[1], 'list']\n"
-        "from localci.entry import main\n"
+        "from localci.cli import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('rich' in sys.modules, 'jinja2' in sys.modules, file=sys.stderr)\n"
     )
@@ -209,17 +209,95 @@ def test_plain_table_is_written_without_rich(tmp_path: Path) -> None:
 def test_version_is_answered_before_the_cli_is_imported() -> None:
     from click.testing import CliRunner
 
-    from localci.cli import cli
+    from localci.cli.root import cli
 
     expected = CliRunner().invoke(cli, ["--version"]).output
     code = (
         "import sys\n"
         "sys.argv = ['localci', '--version']\n"
-        "from localci.entry import main\n"
+        "from localci.cli import main\n"
         "main()\n"
-        "print(sorted(m for m in ('click', 'localci.cli', 'yaml') if m in sys.modules),"
+        "print(sorted(m for m in ('click', 'localci.cli.root', 'yaml') if m in sys.modules),"
         " file=sys.stderr)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout == expected
     assert out.stderr.strip() == "[]"
+
+
+# What `localci list` must never import: rendering it does not use (rich: the output is piped),
+# the other commands, running, fetching includes, the schema, JSON (no --json).
+NOT_FOR_LIST = (
+    "rich",
+    "jinja2",
+    "check_jsonschema",
+    "json",
+    "urllib.request",
+    "http",
+    "localci.execute",
+    "localci.report.html",
+    "localci.report.live",
+    "localci.report.plain",
+    "localci.report.json_text",
+    "localci.cli.run",
+    "localci.cli.lint",
+    "localci.cli.outputs",
+    "localci.cli.prepare",
+    "localci.config.schema",
+    "localci.config.external",
+    "localci.plan.child",  # only for trigger jobs
+    "localci.plan.services",  # only for jobs with services
+    "localci.hooks",
+    "localci.run_records",
+)
+
+
+def imported_by(repo: Path, *args: str) -> set[str]:
+    code = (
+        "import sys\n"
+        "sys.argv = ['localci', '-C', sys.argv[1], *sys.argv[2:]]\n"
+        "from localci.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(*sorted(sys.modules), file=sys.stderr)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(repo), *args], capture_output=True, text=True, check=True
+    )
+    assert "Pipeline for branch main" in out.stdout or out.stdout.startswith("[")
+    return set(out.stderr.split())
+
+
+def unneeded(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == n or m.startswith(f"{n}.") for n in names))
+
+
+def test_list_imports_only_what_it_needs(tmp_path: Path) -> None:
+    jobs = "".join(f"job{i}:\n  stage: test\n  script: [echo {i}]\n" for i in range(10))
+    rules = "ruled:\n  script: [x]\n  rules:\n    - if: $CI_COMMIT_BRANCH =~ /^ma/\n"
+    repo = make_repo(tmp_path / "repo", {".gitlab-ci.yml": jobs + rules})
+    assert unneeded(imported_by(repo, "list"), NOT_FOR_LIST) == []
+    assert unneeded(imported_by(repo, "list", "--all"), NOT_FOR_LIST) == []
+    with_json = imported_by(repo, "list", "--json")
+    assert "localci.report.json_text" in with_json
+    allowed = ("json", "localci.report.json_text")
+    assert unneeded(with_json, tuple(n for n in NOT_FOR_LIST if n not in allowed)) == []
+
+
+def test_the_expression_language_is_imported_for_if_only(tmp_path: Path) -> None:
+    jobs = "".join(f"job{i}:\n  stage: test\n  script: [echo {i}]\n" for i in range(10))
+    without = make_repo(tmp_path / "without", {".gitlab-ci.yml": jobs})
+    assert "localci.expr" not in imported_by(without, "list")
+    ruled = "ruled:\n  script: [x]\n  rules:\n    - if: $CI_COMMIT_BRANCH\n"
+    with_if = make_repo(tmp_path / "with", {".gitlab-ci.yml": jobs + ruled})
+    assert "localci.expr" in imported_by(with_if, "list")
+
+
+def test_a_trigger_job_or_services_import_what_they_need(tmp_path: Path) -> None:
+    files = {
+        ".gitlab-ci.yml": "up:\n  trigger:\n    include: child.yml\n"
+        "db:\n  services: [postgres:16]\n  script: [x]\n",
+        "child.yml": "c:\n  script: [x]\n",
+    }
+    repo = make_repo(tmp_path / "repo", files)
+    modules = imported_by(repo, "list")
+    assert {"localci.plan.child", "localci.plan.services"} <= modules

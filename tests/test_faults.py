@@ -190,7 +190,7 @@ class RunningCI:
 
 
 def catches_sigterm(pid: int) -> bool:
-    """Whether the process has a SIGTERM handler: localci.entry installs one as its first act,
+    """Whether the process has a SIGTERM handler: localci.cli.main installs one as its first act,
     so from then on every moment is localci's (before, Python itself is starting up)."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()

@@ -75,7 +75,7 @@ def test_the_wheel_is_the_distribution_with_every_module(wheel: Path) -> None:
     assert f"Version: {localci.__version__}" in text
     assert "Requires-Dist: google-re2" in text
     entry_points = next(name for name in names if name.endswith("entry_points.txt"))
-    assert "localci = localci.entry:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "localci = localci.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_the_installed_wheel_runs_a_pipeline_outside_the_checkout(

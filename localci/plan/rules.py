@@ -19,7 +19,6 @@ from localci.config.model import (
     Workflow,
 )
 from localci.errors import ConfigError, GitError, Problem
-from localci.expr import ExpressionError, parse_expression, parse_regex_literal
 from localci.globs import fnmatch_ruby
 from localci.plan.context import PipelineContext
 from localci.plan.repo_facts import RepoFacts
@@ -254,6 +253,9 @@ class RuleEvaluator:
 
     def condition(self, text: str, scope: Scope, trace: Trace = None) -> bool:
         """One `if` expression on raw variable values; errors become RuleError."""
+        # Imported here: a pipeline without `if:` never pays for the expression language.
+        from localci.expr import ExpressionError, parse_expression
+
         try:
             expression = parse_expression(text)  # cached: big pipelines repeat conditions
             if trace is None:
@@ -299,6 +301,8 @@ class RuleEvaluator:
     def policy_variables(
         self, expressions: Sequence[str], scope: Scope, trace: Trace = None
     ) -> tuple[bool, str]:
+        from localci.expr import ExpressionError, parse_expression
+
         for text in expressions:
             try:
                 parse_expression(text)
@@ -351,6 +355,8 @@ def ref_matches(entry: str, ctx: PipelineContext) -> bool:
     if pattern in source_names(ctx.source):
         return True
     if pattern.startswith("/"):
+        from localci.expr import ExpressionError, parse_regex_literal
+
         try:
             regex = parse_regex_literal(pattern)
         except ExpressionError:

@@ -45,10 +45,10 @@ _GITLAB_REF = re.compile(
 _SHELL_SPECIAL = frozenset("*#$@!?-0123456789")
 _MAX_COMMIT_MESSAGE_BYTES = 100_000
 _TIERS = (
-    (re.compile(r"(dev|review|trunk)", re.IGNORECASE), "development"),
-    (re.compile(r"(test|tst|int|ac(ce|)pt|qa|qc|control|quality)", re.IGNORECASE), "testing"),
-    (re.compile(r"(st(a|)g|mod(e|)l|pre|demo|non)", re.IGNORECASE), "staging"),
-    (re.compile(r"(pr(o|)d|live)", re.IGNORECASE), "production"),
+    (r"(dev|review|trunk)", "development"),
+    (r"(test|tst|int|ac(ce|)pt|qa|qc|control|quality)", "testing"),
+    (r"(st(a|)g|mod(e|)l|pre|demo|non)", "staging"),
+    (r"(pr(o|)d|live)", "production"),
 )
 
 
@@ -75,7 +75,8 @@ def environment_slug(name: str) -> str:
 def environment_tier(name: str) -> str:
     """GitLab's guess of `deployment_tier` from an environment name."""
     for pattern, tier in _TIERS:
-        if pattern.search(name):
+        # Compiled on first use (re caches it): most pipelines name no environment.
+        if re.search(pattern, name, re.IGNORECASE):
             return tier
     return "other"
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from json import dumps
-from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
 from localci.plan.model import Plan, PlannedJob
@@ -60,12 +58,17 @@ def child_lines(
 ) -> list[str]:
     """One line per trigger job of the pipeline (or of the job or parallel group `only`): its
     downstream pipeline and planned jobs."""
+    triggers = [
+        job
+        for job in plan.ordered()
+        if job.spec.trigger and only in (None, job.name, job.group_name)
+    ]
+    if not triggers:
+        return []
     from localci.plan.child import plan_child
 
     lines = []
-    for job in plan.ordered():
-        if not job.spec.trigger or only not in (None, job.name, job.group_name):
-            continue
+    for job in triggers:
         child = plan_child(job, plan, external=external)
         assert child is not None
         strategy = f", strategy: {child.spec.strategy}" if child.spec.strategy else ""
@@ -76,37 +79,6 @@ def child_lines(
         else:
             lines.append(f"{head}: {child.reason}")
     return lines
-
-
-def json_text(value: Any) -> str:
-    """`json.dumps(value, indent=2)`, the same text, faster: `indent` makes json fall back
-    to its pure-Python encoder, which took a tenth of `list --json` on large pipelines."""
-    return _encode(value, "\n")
-
-
-_LITERALS = {True: "true", False: "false", None: "null"}
-
-
-def _encode(value: Any, newline: str) -> str:
-    """The JSON of `value`; `newline` is a newline plus the current indentation."""
-    if isinstance(value, str):
-        return encode_basestring_ascii(value)
-    if value is None or value is True or value is False:
-        return _LITERALS[value]
-    inner = newline + "  "
-    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
-        items = [
-            encode_basestring_ascii(key)
-            + ": "
-            + (encode_basestring_ascii(item) if item.__class__ is str else _encode(item, inner))
-            for key, item in value.items()
-        ]
-        return "{" + inner + ("," + inner).join(items) + newline + "}" if items else "{}"
-    if isinstance(value, (list, tuple)):
-        items = [_encode(item, inner) for item in value]
-        return "[" + inner + ("," + inner).join(items) + newline + "]" if items else "[]"
-    # Numbers and mappings with other keys (rare): json's own text, indented alike.
-    return dumps(value, indent=2).replace("\n", newline)
 
 
 def _job_json(plan: Plan, job: PlannedJob) -> dict[str, Any]:
@@ -204,6 +176,9 @@ def _print_services(plan: Plan, jobs: list[PlannedJob], console: Console) -> Non
 
 
 def _services_lines(plan: Plan, jobs: list[PlannedJob]) -> list[str]:
+    jobs = [job for job in jobs if job.spec.services]
+    if not jobs:
+        return []
     from localci.plan.services import unstarted_services_note
 
     by_note: dict[str, list[str]] = {}

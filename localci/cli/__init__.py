@@ -1,10 +1,9 @@
-"""The `localci` command's entry point: imports the CLI with the garbage collector paused.
+"""The `localci` command line. `main` is the console script: it answers `--version` without
+importing click or the CLI (scripts and version checks call it and should not wait), and
+imports the CLI (localci.cli.root) with the garbage collector paused.
 
 Importing localci creates ~70 dataclasses and many small objects; collections triggered while
 importing cost ~20 ms of a ~150 ms `localci list`, for cycles that do not exist yet.
-
-`localci --version` alone is answered here: it is called by scripts and version checks that
-should not wait for the whole CLI to be imported.
 
 Until the CLI takes over signals, Ctrl-C or SIGTERM ends localci at once with the documented
 130 and no traceback: nothing has been started or written yet that would need cleaning up.
@@ -15,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 
 _INTERRUPTED = b"interrupted\n"
 
@@ -22,10 +22,6 @@ _INTERRUPTED = b"interrupted\n"
 def _exit_interrupted(signum: int, frame: object) -> None:
     os.write(2, _INTERRUPTED)
     os._exit(130)
-
-
-for _sig in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(_sig, _exit_interrupted)
 
 
 def _print_version() -> None:
@@ -37,8 +33,8 @@ def _print_version() -> None:
 
 
 def main() -> None:
-    import sys
-
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _exit_interrupted)
     if sys.argv[1:] == ["--version"]:
         _print_version()
         return
@@ -46,7 +42,7 @@ def main() -> None:
 
     gc.disable()
     try:
-        from localci.cli import main as cli_main
+        from localci.cli.root import run_and_exit
     finally:
         gc.enable()
-    cli_main()
+    run_and_exit()

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from click.shell_completion import CompletionItem
 
 if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
     from localci.plan.model import Plan
 
 __all__ = ["complete_branches", "complete_jobs", "complete_pipeline_jobs", "complete_stages"]
@@ -103,6 +104,8 @@ def _already(ctx: click.Context, param: click.Parameter) -> set[str]:
 def _items(
     names: list[str], incomplete: str, already: AbstractSet[str] = frozenset()
 ) -> list[CompletionItem]:
+    from click.shell_completion import CompletionItem  # only when completing: not on each start
+
     seen = set(already)
     items = []
     for name in names:
