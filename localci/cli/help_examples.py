@@ -51,6 +51,10 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("localci graph --format mermaid > pipeline.mmd", "Mermaid source for documentation"),
         ("localci graph --format dot | dot -Tsvg > pipeline.svg", "a Graphviz picture"),
     ),
+    "prune": (
+        ("localci prune --dry-run", "which old runs would go, and the space they take"),
+        ("localci prune --keep 10", "keep the 10 newest runs (and what later runs need)"),
+    ),
     "cache": (
         ("localci cache list", "this project's job caches"),
         ("localci cache clear", "remove them all"),

@@ -1,4 +1,5 @@
-"""What runs leave behind: `localci logs`, `report` (the HTML page), `artifacts`, `cache`."""
+"""What runs leave behind: `localci logs`, `report` (the HTML page), `artifacts`, `cache`,
+`prune`."""
 
 from __future__ import annotations
 
@@ -129,6 +130,33 @@ def artifacts(
             f"#{info.pipeline_id} {info.job:<30} {info.files:>6} files "
             f"{_size(info.size_bytes):>9}{state}  {info.path}{reports}"
         )
+
+
+@click.command()
+@click.option(
+    "--keep",
+    type=click.IntRange(min=1),
+    help="How many of the newest runs to keep (default: keep_pipelines, else 50).",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.pass_obj
+def prune(opts: Options, /, keep: int | None, dry_run: bool) -> None:
+    """Remove old runs from .localci/pipelines, keeping the newest, their child pipelines and
+    each job's newest artifacts (what --stage and `localci run JOB` hand on)."""
+    from localci.execute.retention import DEFAULT_KEEP, prune_pipelines
+    from localci.settings import load_settings
+    from localci.state import Store
+
+    if keep is None:
+        keep = load_settings(opts.directory).keep_pipelines or DEFAULT_KEEP
+    outcome = prune_pipelines(Store(opts.directory), keep, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{verb} {len(outcome.removed)} run(s), {_size(outcome.freed_bytes)}; "
+        f"kept {len(outcome.kept)}"
+    )
+    if outcome.busy:
+        click.echo(f"in use, left alone: {', '.join(f'#{i}' for i in outcome.busy)}")
 
 
 def _size(size: int) -> str:

@@ -29,6 +29,7 @@ COMMANDS = {
     "lint": "localci.cli.lint:lint",
     "list": "localci.cli.pipeline:list_jobs",
     "logs": "localci.cli.outputs:logs",
+    "prune": "localci.cli.outputs:prune",
     "pull": "localci.cli.prepare:pull",
     "report": "localci.cli.outputs:report",
     "run": "localci.cli.run:run_command",

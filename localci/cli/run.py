@@ -175,6 +175,7 @@ def run_command(
     )
     if json_report is not None:
         _write_report(json_report, result)
+    _prune_old_runs(plan, console)
     if not result.passed:
         raise SystemExit(1)
 
@@ -259,14 +260,9 @@ def _execute(
     plain: bool,
 ) -> RunResult:
     from localci.execute.pipeline import run_pipeline
+    from localci.execute.transfer import TransferHooks as hooks
     from localci.report.plain import PlainReporter
 
-    try:
-        from localci.execute.transfer import TransferHooks
-    except ImportError:  # pragma: no cover - during development of the cache module
-        hooks = None
-    else:
-        hooks = TransferHooks
     if plain or not console.is_terminal or console.is_dumb_terminal:
         reporter = PlainReporter(console, verbosity=verbosity)
         return run_pipeline(plan, jobs, options, reporter, hooks_factory=hooks)
@@ -274,6 +270,31 @@ def _execute(
 
     with LiveReporter(console, verbosity=verbosity) as live:
         return run_pipeline(plan, jobs, options, live, hooks_factory=hooks)
+
+
+def _prune_old_runs(plan: Plan, console: Console) -> None:
+    """After a run: old runs beyond `keep_pipelines` go (see execute/retention.py). A failure
+    to prune is a warning; it never changes the run's outcome."""
+    from localci.errors import StateError
+    from localci.execute.retention import prune_after_run
+    from localci.settings import load_settings
+    from localci.state import Store
+
+    keep = load_settings(plan.context.project_dir).keep_pipelines
+    if keep is None:
+        return
+    try:
+        outcome = prune_after_run(Store(plan.context.project_dir), keep)
+    except (OSError, StateError) as exc:
+        console.print(f"warning: old runs were not pruned: {exc}", markup=False)
+        return
+    if outcome is not None and outcome.removed:
+        console.print(
+            f"Removed {len(outcome.removed)} old run(s) from .localci/pipelines "
+            f"(keep_pipelines: {keep}; see `localci prune`)",
+            markup=False,
+            highlight=False,
+        )
 
 
 def _write_report(path: Path, result: RunResult) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from localci.files import LockBusy, remove_tree
 from localci.state import Store
 
-__all__ = ["DEFAULT_KEEP", "PruneOutcome", "prune_pipelines"]
+__all__ = ["DEFAULT_KEEP", "PruneOutcome", "prune_after_run", "prune_pipelines"]
 
 DEFAULT_KEEP = 50
 _PRUNED_PREFIX = ".pruned-"
@@ -54,6 +54,14 @@ def prune_pipelines(store: Store, keep: int, *, dry_run: bool = False) -> PruneO
         else:
             busy.append(pid)
     return PruneOutcome(tuple(removed), tuple(sorted(kept)), tuple(busy), freed)
+
+
+def prune_after_run(store: Store, keep: int) -> PruneOutcome | None:
+    """Prune once the runs exceed `keep` by a margin, so that a run pays for reading the old
+    records every few runs, not every time; None when nothing was due."""
+    if len(_pipeline_ids(store)) <= keep + max(10, keep // 5):
+        return None
+    return prune_pipelines(store, keep)
 
 
 def _kept(store: Store, ids: list[int], parents: dict[int, int], keep: int) -> set[int]:
