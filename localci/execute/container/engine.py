@@ -17,6 +17,7 @@ steer them, because `podman info` alone costs more than a whole cached venv job.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -32,7 +33,8 @@ from localci.execute.store import atomic_write_json, user_cache_dir
 __all__ = ["ENGINES", "Engine", "EngineError", "detect_engine", "environment_args"]
 
 ENGINES = ("docker", "podman")
-_CACHE_FILE = "engine.json"
+# One file per key: shells and tools with different PATHs would evict each other's answer.
+_CACHE_DIR = "engines"
 _CACHE_TTL_S = 300.0
 _PROBE_TIMEOUT_S = 20.0
 # The variables that change which engine a CLI talks to, hence the cache key.
@@ -234,7 +236,7 @@ def _mtime(path: str) -> str:
 def _read_cache(key: str) -> Engine | bool | None:
     """The cached answer: an Engine, False (no engine), or None when there is none."""
     try:
-        data = json.loads((user_cache_dir() / _CACHE_FILE).read_text(encoding="utf-8"))
+        data = json.loads(_cache_path(key).read_text(encoding="utf-8"))
         if data.get("key") != key or time.time() - float(data["at"]) > _CACHE_TTL_S:
             return None
         engine = data.get("engine")
@@ -247,5 +249,19 @@ def _write_cache(key: str, engine: Engine | None) -> None:
     doc = {"key": key, "at": time.time(), "engine": None if engine is None else asdict(engine)}
     # An unwritable cache only costs the next run another probe.
     with contextlib.suppress(OSError, LocalCIError):
-        user_cache_dir().mkdir(parents=True, exist_ok=True)
-        atomic_write_json(user_cache_dir() / _CACHE_FILE, doc, durable=False)
+        _cache_path(key).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(_cache_path(key), doc, durable=False)
+        _forget_expired(_cache_path(key).parent)
+
+
+def _cache_path(key: str) -> Path:
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    return user_cache_dir() / _CACHE_DIR / f"{digest}.json"
+
+
+def _forget_expired(folder: Path) -> None:
+    now = time.time()
+    for entry in folder.glob("*.json"):
+        with contextlib.suppress(OSError):
+            if now - entry.stat().st_mtime > _CACHE_TTL_S:
+                entry.unlink()
