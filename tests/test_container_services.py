@@ -177,6 +177,32 @@ def test_present_images_cost_no_registry_round_trip_under_if_not_present(
     assert localci_objects(engine, repo) == ([], [])
 
 
+def test_a_missing_service_image_fails_the_job_and_leaves_no_network(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # The network is made while the services' images are looked at: it must still go away.
+    missing = "localhost/localci-test/never-built:1"
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": f"""
+            job:
+              image: {BUSYBOX}
+              services:
+                - {HTTPD}
+                - name: {missing}
+                  pull_policy: never
+              script: [echo not reached]
+            """
+        },
+    )
+    code, data, output = run_json(repo)
+    log = job_log(data, "job")
+    assert code == 1, output
+    assert f"image {missing!r} is not available" in log and "not reached" not in log
+    assert localci_objects(engine, repo) == ([], [])
+
+
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> Iterator[str]:
     scratch = tmp_path_factory.mktemp("registry")

@@ -132,9 +132,6 @@ class ContainerRunner:
         debug_logs = ServiceLogs(engine, log) if env.get("CI_DEBUG_SERVICES") == "true" else None
         try:
             if network is not None:
-                engine.command(
-                    "network", "create", *_label_args(job.name, self.project_dir), network
-                )
                 self._start_services(
                     job, env, network, prefix, created, debug_logs, log, notes, cancel
                 )
@@ -169,22 +166,15 @@ class ContainerRunner:
         cancel: threading.Event,
     ) -> None:
         """As GitLab's runner: every service started, then every one waited for."""
-        wanted: list[tuple[Service, str, ImageConfig]] = []
-        for service in job.job.services:
-            if cancel.is_set():
-                return
-            name = expand_name(service.name, job, self.user_variables)
-            image = qualified_image(self.engine, name)
-            config = ensure_image(
-                self.images,
-                image,
-                service.image.pull_policy,
-                platform=service.image.platform,
-                offline=self.offline,
-                log=log,
-                cancel=cancel,
-            )
-            wanted.append((service, image, config))
+        label_args = _label_args(job.name, self.project_dir)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The network is made while the services' images are looked at (or pulled); leaving
+            # this block waits for it, so that the session's cleanup never races its creation.
+            made = pool.submit(self.engine.command, "network", "create", *label_args, network)
+            wanted = self._service_images(job, log, cancel)
+            made.result()
+        if cancel.is_set():
+            return
         containers = [f"{prefix}-svc{index}" for index in range(len(wanted))]
         created.extend(containers)  # removed afterwards whichever of them started
         start = functools.partial(self._start_one, job=job, env=env, network=network)
@@ -204,6 +194,27 @@ class ContainerRunner:
                 log(line)
             if note:
                 notes.append(note)
+
+    def _service_images(
+        self, job: PlannedJob, log: Callable[[str], None], cancel: threading.Event
+    ) -> list[tuple[Service, str, ImageConfig]]:
+        wanted: list[tuple[Service, str, ImageConfig]] = []
+        for service in job.job.services:
+            if cancel.is_set():
+                break
+            name = expand_name(service.name, job, self.user_variables)
+            image = qualified_image(self.engine, name)
+            config = ensure_image(
+                self.images,
+                image,
+                service.image.pull_policy,
+                platform=service.image.platform,
+                offline=self.offline,
+                log=log,
+                cancel=cancel,
+            )
+            wanted.append((service, image, config))
+        return wanted
 
     def _start_one(
         self,
