@@ -132,6 +132,32 @@ def test_a_service_that_never_listens_warns_and_the_job_still_runs(
     assert "script ran" in log
 
 
+def test_a_service_that_exits_is_not_waited_for(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOCALCI_WAIT_FOR_SERVICES_TIMEOUT", "120")
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": f"""
+            job:
+              image: {BUSYBOX}
+              services:
+                - name: {HTTPD}
+                  alias: gone
+                  command: [sh, -c, "echo exiting at once; sleep 1"]
+                  variables: {{HEALTHCHECK_TCP_PORT: "80"}}
+              script: [echo script ran]
+            """
+        },
+    )
+    code, data, output = run_json(repo)
+    log = job_log(data, "job")
+    assert code == 0, output + log
+    assert "probably didn't start properly" in log and "script ran" in log
+    assert data["jobs"][0]["duration_s"] < 60  # not the 120 s timeout
+
+
 def test_present_images_cost_no_registry_round_trip_under_if_not_present(
     engine: Engine, tmp_path: Path
 ) -> None:
