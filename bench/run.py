@@ -3,7 +3,8 @@
     python bench/run.py [--quick] [--only ROW] [--reps N]
 
 Rows: overhead (trivial pipelines vs bash), plan (`localci list --json`), workspace (a 5,000-file
-repository), cache (bench/cache_bench.py), example (the data-science example, warm, vs by hand).
+repository), cache (bench/cache_bench.py), example (the data-science example, warm, vs by hand),
+container (bench/container_bench.py: container jobs and a service vs the engine's CLI by hand).
 gitlab-ci-local is a comparison column where it is installed ($LOCALCI_BENCH_GCL or
 /tmp/gcl/node_modules/gitlab-ci-local/dist/index.js, run with the node next to it).
 """
@@ -37,7 +38,7 @@ REPO_ROOT = BENCH_DIR.parent
 EXAMPLE = REPO_ROOT / "examples" / "data-science"
 # Where the README tells you to install it (a scratch folder outside the repository).
 GCL_DEFAULT = Path("/tmp/gcl/node_modules/gitlab-ci-local/dist/index.js")  # noqa: S108
-ROWS = ("startup", "overhead", "plan", "workspace", "memory", "cache", "example")
+ROWS = ("startup", "overhead", "plan", "workspace", "memory", "cache", "example", "container")
 
 
 class BenchError(RuntimeError):
@@ -596,6 +597,30 @@ class Bench:
                 verdict="met" if ratio <= 1.2 else "NOT met",
             )
         )
+
+    # ----------------------------------------------------------------------- container
+
+    def container(self) -> None:
+        """bench/container_bench.py's cases: container jobs and a service against by hand."""
+        import container_bench
+
+        engine, why = container_bench.find_engine()
+        if engine is None:
+            self.report.notes.append(f"container: skipped: {why}")
+            return
+        cases = container_bench.prepare(engine, self.root / "container", localci_cmd())
+        commands: dict[str, Callable[[], float | None]] = {
+            name: functools.partial(timed, case.argv, case.cwd, log=self.log)
+            for name, case in cases.items()
+        }
+        for fn in commands.values():
+            fn()  # warm-up: build slots, snapshots, the venv, the engine's caches
+        samples = sample_interleaved(commands, self.sizes.reps)
+        medians = {name: s.median for name, s in samples.items() if s.median is not None}
+        shown = {name: s.show() for name, s in samples.items()}
+        for row in container_bench.rows(medians, shown, engine):
+            self.report.rows.append(Row(**row))
+        self.report.notes.append(f"container: {engine.describe()}")
 
 
 def _builds_root(project: Path) -> Path:

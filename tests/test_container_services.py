@@ -15,6 +15,7 @@ from tests.container_support import (
     HTTPD,
     SLOW_HTTPD,
     ensure_images,
+    free_port,
     insecure_registries_conf,
     job_log,
     local_registry,
@@ -129,6 +130,103 @@ def test_a_service_that_never_listens_warns_and_the_job_still_runs(
     assert "after 3s" in log
     assert "never listening" in log
     assert "script ran" in log
+
+
+def test_a_service_that_exits_is_not_waited_for(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOCALCI_WAIT_FOR_SERVICES_TIMEOUT", "120")
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": f"""
+            job:
+              image: {BUSYBOX}
+              services:
+                - name: {HTTPD}
+                  alias: gone
+                  command: [sh, -c, "echo exiting at once; sleep 1"]
+                  variables: {{HEALTHCHECK_TCP_PORT: "80"}}
+              script: [echo script ran]
+            """
+        },
+    )
+    code, data, output = run_json(repo)
+    log = job_log(data, "job")
+    assert code == 0, output + log
+    assert "probably didn't start properly" in log and "script ran" in log
+    assert data["jobs"][0]["duration_s"] < 60  # not the 120 s timeout
+
+
+def test_present_images_cost_no_registry_round_trip_under_if_not_present(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # The images' registry is down (nothing listens there): `always` shows that a pull fails.
+    down = f"127.0.0.1:{free_port()}"
+    image, service = f"{down}/localci-test/job:1", f"{down}/localci-test/web:1"
+    for source, name in ((BUSYBOX, image), (HTTPD, service)):
+        subprocess.run([engine.cli, "tag", source, name], check=True, capture_output=True)
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": f"""
+            stages: [present, always]
+            present:
+              stage: present
+              image: {{name: {image}, pull_policy: if-not-present}}
+              services: [{{name: {service}, alias: web}}]
+              script: [wget -q -O- http://web/]
+            default-policy:
+              stage: present
+              image: {image}
+              script: [echo default policy]
+            always:
+              stage: always
+              image: {{name: {image}, pull_policy: always}}
+              allow_failure: true
+              script: [echo not reached]
+            """
+        },
+    )
+    try:
+        code, data, output = run_json(repo)
+    finally:
+        subprocess.run([engine.cli, "rmi", image, service], check=False, capture_output=True)
+    assert code == 0, output
+    present = job_log(data, "present")
+    assert f"Using locally available image {image}" in present
+    assert f"Using locally available image {service}" in present
+    assert "hello from the service" in present
+    assert "Pulling image" not in present + job_log(data, "default-policy")
+    always = job_log(data, "always")
+    assert f"Pulling image {image}" in always and f"image {image!r} is not available" in always
+    assert localci_objects(engine, repo) == ([], [])
+
+
+def test_a_missing_service_image_fails_the_job_and_leaves_no_network(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # The network is made while the services' images are looked at: it must still go away.
+    missing = "localhost/localci-test/never-built:1"
+    repo = make_repo(
+        tmp_path / "p",
+        {
+            ".gitlab-ci.yml": f"""
+            job:
+              image: {BUSYBOX}
+              services:
+                - {HTTPD}
+                - name: {missing}
+                  pull_policy: never
+              script: [echo not reached]
+            """
+        },
+    )
+    code, data, output = run_json(repo)
+    log = job_log(data, "job")
+    assert code == 1, output
+    assert f"image {missing!r} is not available" in log and "not reached" not in log
+    assert localci_objects(engine, repo) == ([], [])
 
 
 @pytest.fixture(scope="module")

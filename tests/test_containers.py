@@ -367,6 +367,26 @@ def test_detection_skips_a_docker_cli_without_daemon_and_is_cached(
     assert engines.detect_engine("docker", use_cache=False) is None
 
 
+def test_engine_answers_are_cached_per_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two shells with different engine settings (or PATHs) must not evict each other's answer.
+    from localci.execute.container import engine as engines
+
+    monkeypatch.setenv("LOCALCI_CACHE_DIR", str(tmp_path / "cache"))
+    probed: list[str] = []
+
+    def probe(kinds: object) -> Engine:
+        probed.append(os.environ["DOCKER_HOST"])
+        return Engine("docker", "/fake/docker", "1.0", rootless=False)
+
+    monkeypatch.setattr(engines, "_probe_all", probe)
+    for host in ("unix:///a.sock", "unix:///b.sock", "unix:///a.sock", "unix:///b.sock"):
+        monkeypatch.setenv("DOCKER_HOST", host)
+        assert engines.detect_engine() == Engine("docker", "/fake/docker", "1.0", False)
+    assert probed == ["unix:///a.sock", "unix:///b.sock"]
+
+
 def test_executor_container_without_an_engine_is_an_unusable_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

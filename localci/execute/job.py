@@ -222,7 +222,10 @@ class JobRunner:
         notes: list[str],
     ) -> _Attempt:
         ctx = self.ctx
-        python = self.python_choice(job)
+        if ctx.containers is not None and ctx.containers.wants(job):
+            python = _NO_VENV  # no venv in a container: no interpreter discovery either
+        else:
+            python = self.python_choice(job)
         if python.substitution:  # the log's first line: the job did not run as written
             _note(notes, writer, python.substitution)
         _end_leftovers(ws, writer)
@@ -542,6 +545,7 @@ def file_name(name: str) -> str:
 
 
 _SESSION_FILE = "job-session"
+_NO_VENV = PythonChoice(None, None, None, python_image=False)
 
 
 def secret_files_dir(ws: Workspace) -> Path:

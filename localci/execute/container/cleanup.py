@@ -50,6 +50,11 @@ def labels(job_name: str, project_dir: Path) -> tuple[str, ...]:
 
 def remove_objects(engine: Engine, containers: list[str], network: str | None) -> None:
     """Remove containers (at once, no stop grace) and then their network; missing is fine."""
+    if network and engine.kind == "podman":
+        # One call removes the network and every container on it (a job's are all on it).
+        done = engine.command("network", "rm", "-f", "-t", "0", network, check=False, timeout_s=60)
+        if done.returncode == 0:
+            return
     for delay in (0.0, 0.5, 2.0) if containers else ():
         # A container whose CLI was just killed can be briefly busy (being stopped, cleaned).
         time.sleep(delay)

@@ -9,12 +9,15 @@ containers.conf) exactly as their shell does.
 
 Detection asks the engine itself (`info`), so a Docker CLI whose daemon is unreachable is not
 picked; the answer is cached on disk for a few minutes, keyed on the CLIs and the variables that
-steer them, because `podman info` alone costs more than a whole cached venv job.
+steer them, because `podman info` alone costs more than a whole cached venv job. A local Podman
+(no daemon to reach) is asked `version` instead, ten times cheaper than `info`; a remote one
+(`podman version` names its server) is asked `info`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -30,7 +33,8 @@ from localci.files import atomic_write_json, user_cache_dir
 __all__ = ["ENGINES", "Engine", "EngineError", "detect_engine", "environment_args"]
 
 ENGINES = ("docker", "podman")
-_CACHE_FILE = "engine.json"
+# One file per key: shells and tools with different PATHs would evict each other's answer.
+_CACHE_DIR = "engines"
 _CACHE_TTL_S = 300.0
 _PROBE_TIMEOUT_S = 20.0
 # The variables that change which engine a CLI talks to, hence the cache key.
@@ -44,6 +48,7 @@ _STEERING = (
     "CONTAINERS_CONF",
     "XDG_RUNTIME_DIR",
 )
+_PODMAN_VERSION_FORMAT = "{{json .Client.Version}} {{json .Server}}"
 _INFO_FORMAT = {
     "docker": "{{json .ServerVersion}} {{json .SecurityOptions}}",
     "podman": "{{json .Version.Version}} {{json .Host.Security.Rootless}}",
@@ -155,9 +160,20 @@ def _probe(kind: str) -> Engine | None:
     cli = shutil.which(kind)
     if cli is None:
         return None
+    if kind == "podman":
+        local = _local_podman(cli)
+        if local is not None:
+            return local
+    answer = _ask(cli, "info", _INFO_FORMAT[kind])
+    return None if answer is None else _parse_info(kind, cli, answer)
+
+
+def _ask(cli: str, command: str, fmt: str) -> str | None:
+    """`cli command --format fmt`'s output, or None when it fails (a Docker CLI whose daemon
+    is not running)."""
     try:
         done = subprocess.run(
-            [cli, "info", "--format", _INFO_FORMAT[kind]],
+            [cli, command, "--format", fmt],
             capture_output=True,
             text=True,
             timeout=_PROBE_TIMEOUT_S,
@@ -166,9 +182,22 @@ def _probe(kind: str) -> Engine | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if done.returncode != 0:
-        return None  # e.g. a Docker CLI whose daemon is not running
-    return _parse_info(kind, cli, done.stdout)
+    return done.stdout if done.returncode == 0 else None
+
+
+def _local_podman(cli: str) -> Engine | None:
+    """The Podman engine when `cli` runs containers on this machine itself, else None."""
+    answer = _ask(cli, "version", _PODMAN_VERSION_FORMAT)
+    try:
+        version_text, _, server_text = (answer or "").strip().partition(" ")
+        version, server = json.loads(version_text), json.loads(server_text)
+    except ValueError:
+        return None
+    if server is not None or not isinstance(version, str) or not version:
+        return None  # a remote Podman: its `info` says whether it is rootless
+    # Podman's own test (rootless.IsRootless): not root, or inside `podman unshare`.
+    rootless = os.geteuid() != 0 or bool(os.environ.get("_CONTAINERS_USERNS_CONFIGURED"))
+    return Engine("podman", cli, version, rootless)
 
 
 def _parse_info(kind: str, cli: str, text: str) -> Engine | None:
@@ -207,7 +236,7 @@ def _mtime(path: str) -> str:
 def _read_cache(key: str) -> Engine | bool | None:
     """The cached answer: an Engine, False (no engine), or None when there is none."""
     try:
-        data = json.loads((user_cache_dir() / _CACHE_FILE).read_text(encoding="utf-8"))
+        data = json.loads(_cache_path(key).read_text(encoding="utf-8"))
         if data.get("key") != key or time.time() - float(data["at"]) > _CACHE_TTL_S:
             return None
         engine = data.get("engine")
@@ -220,5 +249,19 @@ def _write_cache(key: str, engine: Engine | None) -> None:
     doc = {"key": key, "at": time.time(), "engine": None if engine is None else asdict(engine)}
     # An unwritable cache only costs the next run another probe.
     with contextlib.suppress(OSError, LocalCIError):
-        user_cache_dir().mkdir(parents=True, exist_ok=True)
-        atomic_write_json(user_cache_dir() / _CACHE_FILE, doc, durable=False)
+        _cache_path(key).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(_cache_path(key), doc, durable=False)
+        _forget_expired(_cache_path(key).parent)
+
+
+def _cache_path(key: str) -> Path:
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    return user_cache_dir() / _CACHE_DIR / f"{digest}.json"
+
+
+def _forget_expired(folder: Path) -> None:
+    now = time.time()
+    for entry in folder.glob("*.json"):
+        with contextlib.suppress(OSError):
+            if now - entry.stat().st_mtime > _CACHE_TTL_S:
+                entry.unlink()

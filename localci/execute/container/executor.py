@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import os
 import re
 import shlex
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
+from localci.config.model import Service
 from localci.execute import script as scripts
 from localci.execute.container.cleanup import labels, remove_objects
 from localci.execute.container.engine import Engine, EngineError, environment_args
-from localci.execute.container.images import ensure_image, image_config
+from localci.execute.container.images import ImageCache, ImageConfig, ensure_image
 from localci.execute.container.services import (
     WAIT_TIMEOUT_S,
     ServiceLogs,
@@ -77,6 +80,7 @@ class ContainerRunner:
         self.user_variables = user_variables
         self.color = color
         self.offline = offline
+        self.images = ImageCache(engine)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -103,7 +107,7 @@ class ContainerRunner:
         log(f"Using {engine.kind} {engine.version} with image {image} ...")
         try:
             ensure_image(
-                engine,
+                self.images,
                 qualified_image(engine, image),
                 spec.pull_policy,
                 platform=spec.platform,
@@ -128,9 +132,6 @@ class ContainerRunner:
         debug_logs = ServiceLogs(engine, log) if env.get("CI_DEBUG_SERVICES") == "true" else None
         try:
             if network is not None:
-                engine.command(
-                    "network", "create", *_label_args(job.name, self.project_dir), network
-                )
                 self._start_services(
                     job, env, network, prefix, created, debug_logs, log, notes, cancel
                 )
@@ -164,13 +165,47 @@ class ContainerRunner:
         notes: list[str],
         cancel: threading.Event,
     ) -> None:
-        engine = self.engine
-        for index, service in enumerate(job.spec.services):
+        """As GitLab's runner: every service started, then every one waited for."""
+        label_args = _label_args(job.name, self.project_dir)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The network is made while the services' images are looked at (or pulled); leaving
+            # this block waits for it, so that the session's cleanup never races its creation.
+            made = pool.submit(self.engine.command, "network", "create", *label_args, network)
+            wanted = self._service_images(job, log, cancel)
+            made.result()
+        if cancel.is_set():
+            return
+        containers = [f"{prefix}-svc{index}" for index in range(len(wanted))]
+        created.extend(containers)  # removed afterwards whichever of them started
+        start = functools.partial(self._start_one, job=job, env=env, network=network)
+        # Each `run -d` takes most of a second, mostly waiting on the engine: side by side.
+        with ThreadPoolExecutor(max_workers=max(1, len(wanted))) as pool:
+            started = list(pool.map(start, wanted, containers))
+        for one in started:
+            log(f"Starting service {one.image} as {', '.join(one.aliases)} ...")
+            if debug_logs is not None:
+                debug_logs.follow(one)
+        configs = [config for _, _, config in wanted]
+        with ThreadPoolExecutor(max_workers=max(1, len(started))) as pool:
+            wait = functools.partial(self._wait, env=env, cancel=cancel)
+            waited = list(pool.map(wait, started, configs))
+        for lines, note in waited:
+            for line in lines:
+                log(line)
+            if note:
+                notes.append(note)
+
+    def _service_images(
+        self, job: PlannedJob, log: Callable[[str], None], cancel: threading.Event
+    ) -> list[tuple[Service, str, ImageConfig]]:
+        wanted: list[tuple[Service, str, ImageConfig]] = []
+        for service in job.spec.services:
             if cancel.is_set():
-                return
-            image = qualified_image(engine, expand_name(service.name, job, self.user_variables))
-            ensure_image(
-                engine,
+                break
+            name = expand_name(service.name, job, self.user_variables)
+            image = qualified_image(self.engine, name)
+            config = ensure_image(
+                self.images,
                 image,
                 service.image.pull_policy,
                 platform=service.image.platform,
@@ -178,40 +213,48 @@ class ContainerRunner:
                 log=log,
                 cancel=cancel,
             )
-            container = f"{prefix}-svc{index}"
-            variables = {**env, **dict(service.variables)}
-            created.append(container)
-            started = start_service(
-                engine,
-                service=service,
-                image=image,
-                container=container,
-                network=network,
-                labels=labels(job.name, self.project_dir),
-                variables=variables,
-                client_env=host_base(),
-            )
-            log(f"Starting service {image} as {', '.join(started.aliases)} ...")
-            if debug_logs is not None:
-                debug_logs.follow(started)
-            self._wait(started, variables, log, notes, cancel)
+            wanted.append((service, image, config))
+        return wanted
+
+    def _start_one(
+        self,
+        wanted: tuple[Service, str, ImageConfig],
+        container: str,
+        *,
+        job: PlannedJob,
+        env: Mapping[str, str],
+        network: str,
+    ) -> StartedService:
+        service, image, _ = wanted
+        return start_service(
+            self.engine,
+            service=service,
+            image=image,
+            container=container,
+            network=network,
+            labels=labels(job.name, self.project_dir),
+            variables={**env, **dict(service.variables)},
+            client_env=host_base(),
+        )
 
     def _wait(
         self,
         started: StartedService,
-        variables: Mapping[str, str],
-        log: Callable[[str], None],
-        notes: list[str],
+        config: ImageConfig,
+        *,
+        env: Mapping[str, str],
         cancel: threading.Event,
-    ) -> None:
-        health = variables.get("HEALTHCHECK_TCP_PORT", "")
-        if health.isdigit():
-            ports: Sequence[int] = (int(health),)
-        else:
-            ports = image_config(self.engine, started.image).exposed_tcp_ports
-        timeout = _wait_timeout()
-        if ports and not wait_for_ports(self.engine, started, ports, log, timeout, cancel=cancel):
-            notes.append(f"service {started.image} did not open port(s) {list(ports)} in time")
+    ) -> tuple[list[str], str]:
+        """Wait for a service's ports: the lines for the job log (kept together although the
+        services are waited for side by side), and a note when it did not open them in time."""
+        health = {**env, **dict(started.service.variables)}.get("HEALTHCHECK_TCP_PORT", "")
+        ports: Sequence[int] = (int(health),) if health.isdigit() else config.exposed_tcp_ports
+        lines: list[str] = []
+        if not ports:
+            return lines, ""
+        if wait_for_ports(self.engine, started, ports, lines.append, _wait_timeout(), cancel):
+            return lines, ""
+        return lines, f"service {started.image} did not open port(s) {list(ports)} in time"
 
     def _prefix(self, job: PlannedJob) -> str:
         with self._lock:

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 
 from localci.execute.container.engine import Engine, EngineError
 
-__all__ = ["ImageConfig", "ImageUnavailable", "ensure_image", "image_config", "pull"]
+__all__ = [
+    "ImageCache",
+    "ImageConfig",
+    "ImageUnavailable",
+    "ensure_image",
+    "image_present",
+    "pull",
+]
 
 POLICIES = ("always", "if-not-present", "never")
 _locks: dict[str, threading.Lock] = {}
@@ -34,8 +41,34 @@ class ImageConfig:
     exposed_tcp_ports: tuple[int, ...]
 
 
+class ImageCache:
+    """The configurations of the images a run found present, each inspected once: otherwise
+    every job and every service pays an `image inspect`. A pull forgets the image's entry."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._known: dict[str, ImageConfig] = {}
+        self._lock = threading.Lock()
+
+    def config(self, name: str) -> ImageConfig | None:
+        """`name`'s configuration, or None when it is not present."""
+        with self._lock:
+            known = self._known.get(name)
+        if known is not None:
+            return known
+        found = inspect_config(self.engine, name)
+        if found is not None:
+            with self._lock:
+                self._known[name] = found
+        return found
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._known.pop(name, None)
+
+
 def ensure_image(
-    engine: Engine,
+    images: ImageCache,
     name: str,
     policies: Sequence[str],
     *,
@@ -43,48 +76,52 @@ def ensure_image(
     offline: bool,
     log: Callable[[str], None],
     cancel: threading.Event | None = None,
-) -> None:
-    """Make `name` present as `policies` (GitLab's order: each tried until one succeeds) say."""
+) -> ImageConfig:
+    """Make `name` present as `policies` (GitLab's order: each tried until one succeeds) say;
+    its configuration. A present image under `if-not-present` costs no registry round trip."""
     for policy in policies or ("if-not-present",):
         if policy not in POLICIES:
             raise ImageUnavailable(
                 f"image {name!r}: unknown pull_policy {policy!r} (one of {', '.join(POLICIES)})"
             )
     with _lock_for(name):
-        _ensure(
-            engine, name, tuple(policies or ("if-not-present",)), platform, offline, log, cancel
+        return _ensure(
+            images, name, tuple(policies or ("if-not-present",)), platform, offline, log, cancel
         )
 
 
 def _ensure(
-    engine: Engine,
+    images: ImageCache,
     name: str,
     policies: tuple[str, ...],
     platform: str | None,
     offline: bool,
     log: Callable[[str], None],
     cancel: threading.Event | None,
-) -> None:
-    present = image_present(engine, name)
+) -> ImageConfig:
+    engine = images.engine
+    present = images.config(name)
     failure = ""
     for policy in policies:
         if policy == "never" or (policy == "always" and offline):
-            if present:
+            if present is not None:
                 log(f"Using locally available image {name} (pull_policy: {policy})")
-                return
+                return present
             failure = f"it is not present locally and pull_policy is {policy}"
             continue
-        if policy == "if-not-present" and present:
+        if policy == "if-not-present" and present is not None:
             log(f"Using locally available image {name}")
-            return
+            return present
         if offline:
             failure = "it is not present locally and localci runs --offline"
             continue
         try:
             pull(engine, name, platform=platform, log=log, cancel=cancel)
-            return
         except EngineError:
             failure = "pulling it failed (the engine's message is above)"
+            continue
+        images.forget(name)
+        return images.config(name) or ImageConfig((), ())
     raise ImageUnavailable(
         f"image {name!r} is not available: {failure}. Fetch it while online with "
         f"`localci pull` or `{engine.kind} pull {name}`"
@@ -142,8 +179,11 @@ def _stop_on(cancel: threading.Event, done: threading.Event, proc: subprocess.Po
             return
 
 
-def image_config(engine: Engine, name: str) -> ImageConfig:
-    done = engine.command("image", "inspect", "--format", "{{json .Config}}", name)
+def inspect_config(engine: Engine, name: str) -> ImageConfig | None:
+    """`name`'s configuration, or None when the engine has no such image."""
+    done = engine.command("image", "inspect", "--format", "{{json .Config}}", name, check=False)
+    if done.returncode != 0:
+        return None
     try:
         config = json.loads(done.stdout.strip() or "{}") or {}
     except ValueError:

@@ -99,17 +99,20 @@ def wait_for_ports(
         return True
     deadline = time.monotonic() + timeout_s
     waiting = set(ports)
+    sockets = _Sockets(engine, started.container)
     while True:
-        listening = _listening_ports(engine, started.container)
+        listening = sockets.listening()
         if listening is None:
             break  # the service exited
         waiting -= listening
         if not waiting or time.monotonic() >= deadline:
             break
-        if cancel is not None and cancel.wait(0.2):
+        # Reading /proc costs nothing: look often. Asking the engine costs a process each time.
+        pause = 0.05 if sockets.pid else 0.2
+        if cancel is not None and cancel.wait(pause):
             return True  # the job is canceled: nothing waits for the service any more
         if cancel is None:
-            time.sleep(0.2)
+            time.sleep(pause)
     if not waiting:
         return True
     names = ", ".join(str(p) for p in sorted(waiting))
@@ -126,19 +129,37 @@ def wait_for_ports(
     return False
 
 
-def _listening_ports(engine: Engine, container: str) -> set[int] | None:
-    state = engine.command(
-        "inspect", "--format", "{{.State.Running}} {{.State.Pid}}", container, check=False
-    )
-    running, _, pid = state.stdout.strip().partition(" ")
-    if state.returncode != 0 or running != "true":
-        return None
-    tables = _proc_tables(pid) if pid.isdigit() and pid != "0" else None
-    if tables is None:
-        tables = engine.command(
-            "exec", container, "sh", "-c", "cat /proc/net/tcp /proc/net/tcp6", check=False
-        ).stdout
-    return _parse_listeners(tables)
+class _Sockets:
+    """A service's listening TCP ports. The engine is asked for the service's pid once; while
+    that process lives its /proc tables are read directly (no engine call per look). Where they
+    cannot be read (an engine in a VM) the service's own shell reads them, each time."""
+
+    def __init__(self, engine: Engine, container: str) -> None:
+        self.engine = engine
+        self.container = container
+        self.pid = ""  # set while the service's /proc tables are readable from here
+
+    def listening(self) -> set[int] | None:
+        """The ports listened on, or None when the service is not running."""
+        if self.pid:
+            tables = _proc_tables(self.pid)
+            if tables is not None:
+                return _parse_listeners(tables)
+            self.pid = ""  # gone: the engine says whether the service stopped
+        state = self.engine.command(
+            "inspect", "--format", "{{.State.Running}} {{.State.Pid}}", self.container, check=False
+        )
+        running, _, pid = state.stdout.strip().partition(" ")
+        if state.returncode != 0 or running != "true":
+            return None
+        tables = _proc_tables(pid) if pid.isdigit() and pid != "0" else None
+        if tables is not None:
+            self.pid = pid
+        else:
+            tables = self.engine.command(
+                "exec", self.container, "sh", "-c", "cat /proc/net/tcp /proc/net/tcp6", check=False
+            ).stdout
+        return _parse_listeners(tables)
 
 
 def _proc_tables(pid: str) -> str | None:
