@@ -10,6 +10,7 @@ import pytest
 
 from localci.execute.retention import prune_pipelines
 from localci.state import Store
+from tests.helpers import make_repo, run_cli
 
 
 def _pipeline(store: Store, pid: int, *, parent: int | None = None, jobs: tuple[str, ...] = ()):
@@ -79,3 +80,59 @@ def test_leftovers_of_a_stopped_pruning_are_removed(store: Store) -> None:
 def test_keep_must_be_positive(store: Store) -> None:
     with pytest.raises(ValueError, match="at least one"):
         prune_pipelines(store, keep=0)
+
+
+ARTIFACT_PIPELINE = """
+stages: [build, test]
+build:
+  stage: build
+  script: [echo model > model.txt]
+  artifacts: {paths: [model.txt]}
+test:
+  stage: test
+  script: [grep -q model model.txt]
+"""
+
+
+def test_prune_keeps_the_artifacts_a_later_stage_run_needs(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "p", {".gitlab-ci.yml": ARTIFACT_PIPELINE})
+    assert run_cli(repo, "run", "--no-tty").exit_code == 0  # #1: build's artifacts
+    for _ in range(3):  # #2-#4: the test stage alone, build's artifacts from #1
+        assert run_cli(repo, "run", "--no-tty", "--stage", "test").exit_code == 0
+    dry = run_cli(repo, "prune", "--keep", "1", "--dry-run")
+    assert dry.exit_code == 0 and "would remove 2 run(s)" in dry.output
+    assert _left(Store(repo)) == {1, 2, 3, 4}
+    pruned = run_cli(repo, "prune", "--keep", "1")
+    assert pruned.exit_code == 0 and "removed 2 run(s)" in pruned.output, pruned.output
+    assert _left(Store(repo)) == {1, 4}  # the newest run, and the one holding build's artifacts
+    again = run_cli(repo, "run", "--no-tty", "--stage", "test")
+    assert again.exit_code == 0, again.output
+
+
+def test_a_run_prunes_old_runs_beyond_keep_pipelines(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "p",
+        {".gitlab-ci.yml": "job:\n  script: [echo hi]\n"},
+    )
+    (repo / ".localci").mkdir(exist_ok=True)
+    (repo / ".localci" / "config.yml").write_text("keep_pipelines: 2\n")
+    store = Store(repo)
+    store.ensure()
+    for pid in range(1, 13):
+        _pipeline(store, pid)
+    (store.path("pipelines") / "counter").write_text("12\n")
+    result = run_cli(repo, "run", "--no-tty")
+    assert result.exit_code == 0, result.output
+    assert "Removed 11 old run(s) from .localci/pipelines (keep_pipelines: 2" in result.output
+    assert _left(store) == {12, 13}
+    quiet = run_cli(repo, "run", "--no-tty")  # below the margin: nothing to do, nothing said
+    assert "old run(s)" not in quiet.output and _left(store) == {12, 13, 14}
+
+
+def test_keep_pipelines_is_checked(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "p", {".gitlab-ci.yml": "job:\n  script: [echo hi]\n"})
+    (repo / ".localci").mkdir(exist_ok=True)
+    (repo / ".localci" / "config.yml").write_text("keep_pipelines: 0\n")
+    result = run_cli(repo, "run", "--no-tty")
+    assert result.exit_code == 3
+    assert "keep_pipelines should be a number of runs (1 or more) or false" in result.output
