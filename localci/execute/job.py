@@ -13,14 +13,13 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from localci.errors import LocalCIError
-from localci.events import Event, JobOutput, JobStarted, Notice
-from localci.execute import script as scripts
+from localci.events import Event, JobStarted, Notice
 from localci.execute.durations import parse_duration
 from localci.execute.environment import (
     JobPaths,
@@ -39,8 +38,15 @@ from localci.execute.interpreters import (
     discover_here,
     python_free_path,
 )
-from localci.execute.process import ProcessOutcome, kill_session, run_bash
-from localci.execute.venvs import Venv, VenvFactory, activated_env
+from localci.execute.job_session import (
+    SESSION_FILE,
+    EarlyVenv,
+    HostSession,
+    LogWriter,
+    end_leftovers,
+)
+from localci.execute.process import ProcessOutcome
+from localci.execute.venvs import VenvFactory, activated_env
 from localci.execute.workspace import Snapshot, Workspace, WorkspacePool, ensure_slot_dirs
 from localci.files import remove_tree
 from localci.plan.model import PlannedJob
@@ -198,7 +204,7 @@ class JobRunner:
     ) -> _Attempt:
         mode = "w" if number == 1 else "a"
         with log_path.open(mode, encoding="utf-8") as log, self.ctx.pool.acquire() as ws:
-            writer = _LogWriter(log, job.name, self.ctx.emit, _secrets(job, self.ctx))
+            writer = LogWriter(log, job.name, self.ctx.emit, _secrets(job, self.ctx))
             try:
                 return self._run_in(job, ws, cancel, writer, notes)
             except LocalCIError as exc:
@@ -218,7 +224,7 @@ class JobRunner:
         job: PlannedJob,
         ws: Workspace,
         cancel: threading.Event,
-        writer: _LogWriter,
+        writer: LogWriter,
         notes: list[str],
     ) -> _Attempt:
         ctx = self.ctx
@@ -228,7 +234,7 @@ class JobRunner:
             python = self.python_choice(job)
         if python.substitution:  # the log's first line: the job did not run as written
             _note(notes, writer, python.substitution)
-        _end_leftovers(ws, writer)
+        end_leftovers(ws, writer)
         remove_secret_files(ws)  # of a run that was SIGKILLed
         writer.line(f"Preparing workspace {ws.project_dir}")
         git = git_settings(git_variables(job, ctx.user_variables), full_history=ctx.full_history)
@@ -262,7 +268,7 @@ class JobRunner:
             attempt = _judge(outcome, timeout_s)
             if job.spec.after_script and not outcome.timed_out:
                 self._after_script(job, session, attempt, writer)
-        (ws.state_dir / _SESSION_FILE).unlink(missing_ok=True)
+        (ws.state_dir / SESSION_FILE).unlink(missing_ok=True)
         if attempt.status is not Status.CANCELED:  # a canceled job uploads nothing, as on GitLab
             attempt.extra = hooks.after(
                 job,
@@ -280,11 +286,11 @@ class JobRunner:
         job: PlannedJob,
         python: PythonChoice,
         ws: Workspace,
-        writer: _LogWriter,
+        writer: LogWriter,
         notes: list[str],
         timeout_s: float,
         cancel: threading.Event,
-        early_venv: _EarlyVenv | None = None,
+        early_venv: EarlyVenv | None = None,
     ) -> contextlib.AbstractContextManager[ScriptSession]:
         ctx = self.ctx
         facts = RuntimeFacts(
@@ -303,18 +309,16 @@ class JobRunner:
         base = self._venv(job, python, ws, writer, notes, early_venv)
         base = job_inherited_env(base, ws.builds_dir)
         env = job_environment(job, facts, dotenv, ctx.user_variables, base)
-        return contextlib.nullcontext(_HostSession(ws, env, ctx.color, writer.line, writer.secrets))
+        return contextlib.nullcontext(HostSession(ws, env, ctx.color, writer.line, writer.secrets))
 
-    def _start_venv(
-        self, job: PlannedJob, python: PythonChoice, ws: Workspace
-    ) -> _EarlyVenv | None:
+    def _start_venv(self, job: PlannedJob, python: PythonChoice, ws: Workspace) -> EarlyVenv | None:
         """Start creating the job's venv now, when it will need one: it is written to the slot
         next to the project, so it is made while the workspace files are being written."""
         ctx = self.ctx
         if ctx.executor == "host" or (ctx.containers is not None and ctx.containers.wants(job)):
             return None
         dest, record = ws.builds_dir / "venv", ws.state_dir / "venv.json"
-        return _EarlyVenv(lambda log: ctx.venvs.fresh(dest, python.spec, record, log=log))
+        return EarlyVenv(lambda log: ctx.venvs.fresh(dest, python.spec, record, log=log))
 
     def python_choice(self, job: PlannedJob) -> PythonChoice:
         return python_for_job(job, self.ctx.python, self.ctx.base_env)
@@ -324,9 +328,9 @@ class JobRunner:
         job: PlannedJob,
         python: PythonChoice,
         ws: Workspace,
-        writer: _LogWriter,
+        writer: LogWriter,
         notes: list[str],
-        early_venv: _EarlyVenv | None = None,
+        early_venv: EarlyVenv | None = None,
     ) -> dict[str, str]:
         base = host_base(self.ctx.base_env)
         if self.ctx.executor == "host":
@@ -367,7 +371,7 @@ class JobRunner:
         job: PlannedJob,
         session: ScriptSession,
         attempt: _Attempt,
-        writer: _LogWriter,
+        writer: LogWriter,
     ) -> None:
         writer.line("Running after script...")
         status = {Status.SUCCESS: "success", Status.CANCELED: "canceled"}.get(
@@ -394,74 +398,6 @@ class JobRunner:
             ):
                 attempt.status, attempt.reason = Status.FAILED, "after_script failed"
                 attempt.failure = "script_failure"
-
-
-class _HostSession:
-    """Runs a job's programs with bash on this machine, in the workspace (venv or host)."""
-
-    def __init__(
-        self,
-        ws: Workspace,
-        env: dict[str, str],
-        color: bool,
-        log: Callable[[str], None],
-        secrets: Sequence[str] = (),
-    ) -> None:
-        self.ws = ws
-        self.env = env
-        self.host_env = env
-        self.color = color
-        self.log = log
-        self.secrets = secrets  # never cut inside one when a long line is split
-
-    def run(
-        self,
-        commands: Sequence[str],
-        *,
-        after: bool,
-        trace: bool,
-        timeout_s: float | None,
-        cancel: threading.Event | None,
-        extra_env: Mapping[str, str] | None = None,
-    ) -> ProcessOutcome:
-        make = scripts.after_script if after else scripts.main_script
-        ws = self.ws
-        return run_bash(
-            make(commands, trace=trace, color=self.color),
-            cwd=ws.project_dir,
-            env={**self.env, **(extra_env or {})},
-            on_output=self.log,
-            timeout_s=timeout_s,
-            cancel=cancel,
-            on_start=lambda pid: _remember_session(ws, pid),
-            unsplit=self.secrets,
-        )
-
-
-class _LogWriter:
-    """Writes masked lines to the job log and emits them as events."""
-
-    def __init__(
-        self, log: object, name: str, emit: Callable[[Event], None], secrets: tuple[str, ...]
-    ) -> None:
-        self.log = log
-        self.name = name
-        self.emit = emit
-        self.secrets = secrets
-        self.lines: list[str] = []
-        self.lock = threading.Lock()
-
-    def line(self, text: str) -> None:
-        masked = mask_text(text, self.secrets) if self.secrets else text
-        with self.lock:
-            self.log.write(masked + "\n")  # type: ignore[attr-defined]
-            self.log.flush()  # type: ignore[attr-defined]
-            self.lines.append(masked)
-        self.emit(JobOutput(self.name, masked))
-
-    def text(self) -> str:
-        with self.lock:
-            return "\n".join(self.lines)
 
 
 def _judge(outcome: ProcessOutcome, timeout_s: float) -> _Attempt:
@@ -531,7 +467,7 @@ def _unstarted(job: PlannedJob, ctx: RunContext) -> tuple[str, ...]:
     return tuple(service.describe() for service in job_services(job, ctx.user_variables))
 
 
-def _note(notes: list[str], writer: _LogWriter, text: str) -> None:
+def _note(notes: list[str], writer: LogWriter, text: str) -> None:
     notes.append(text)
     writer.line(f"WARNING: {text}")
 
@@ -544,7 +480,6 @@ def file_name(name: str) -> str:
     return f"{readable}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
-_SESSION_FILE = "job-session"
 _NO_VENV = PythonChoice(None, None, None, python_image=False)
 
 
@@ -562,56 +497,6 @@ def remove_secret_files(ws: Workspace) -> None:
         remove_tree(path)
 
 
-def _remember_session(ws: Workspace, pid: int) -> None:
-    """Note the job's session so a run after a SIGKILL of localci can end what it left."""
-    # A plain write: the slot is locked, and a torn or stale number is harmless because
-    # _end_leftovers kills only processes that carry this workspace in their environment.
-    ws.state_dir.mkdir(parents=True, exist_ok=True)
-    (ws.state_dir / _SESSION_FILE).write_text(str(pid))
-
-
-def _end_leftovers(ws: Workspace, writer: _LogWriter) -> None:
-    """Kill processes a killed localci left running in this slot (we hold its lock now)."""
-    marker = ws.state_dir / _SESSION_FILE
-    try:
-        session = int(marker.read_text().strip())
-    except (OSError, ValueError):
-        return
-    killed = kill_session(session, f"CI_PROJECT_DIR={ws.project_dir}")
-    if killed:
-        writer.line(f"Ended {killed} process(es) an interrupted earlier run left in this workspace")
-    marker.unlink(missing_ok=True)
-
-
 def _human(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}m {secs}s" if minutes else f"{secs}s"
-
-
-class _EarlyVenv:
-    """VenvFactory.fresh running in its own thread; its log lines are kept until result()."""
-
-    def __init__(self, make: Callable[[Callable[[str], None]], tuple[Venv, bool]]) -> None:
-        self._lines: list[str] = []
-        self._outcome: tuple[Venv, bool] | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(make,), daemon=True)
-        self._thread.start()
-
-    def _run(self, make: Callable[[Callable[[str], None]], tuple[Venv, bool]]) -> None:
-        try:
-            self._outcome = make(self._lines.append)
-        except BaseException as exc:  # re-raised in the job's thread by result()
-            self._error = exc
-
-    def wait(self) -> None:
-        self._thread.join()
-
-    def result(self, log: Callable[[str], None]) -> tuple[Venv, bool]:
-        self._thread.join()
-        for line in self._lines:
-            log(line)
-        if self._error is not None:
-            raise self._error
-        assert self._outcome is not None
-        return self._outcome
