@@ -16,13 +16,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from localci.execute.snapshot import Snapshot, take_snapshot
 from localci.execute.store import Store
-from localci.execute.workspace import (
-    Snapshot,
-    WorkspacePool,
-    prepare_workspace,
-    take_snapshot,
-)
+from localci.execute.workspace import WorkspacePool, prepare_workspace
 
 _ENV = {
     **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},

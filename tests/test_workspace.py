@@ -1,4 +1,4 @@
-"""Tests for localci.execute.workspace: snapshots, slots, prepare, and the user's repo untouched."""
+"""Snapshots and workspace slots: prepare, isolation, and the user's repository untouched."""
 
 from __future__ import annotations
 
@@ -13,17 +13,11 @@ from pathlib import Path
 import pytest
 
 from localci.errors import GitError, StateError
-from localci.execute import workspace as ws_mod
+from localci.execute import snapshot as snapshot_mod
+from localci.execute.snapshot import Snapshot, load_snapshot, take_snapshot
+from localci.execute.snapshot_cleanup import remove_stale
 from localci.execute.store import TMP_SUFFIX, Store, project_builds_root
-from localci.execute.workspace import (
-    Snapshot,
-    Workspace,
-    WorkspacePool,
-    load_snapshot,
-    prepare_workspace,
-    remove_stale,
-    take_snapshot,
-)
+from localci.execute.workspace import Workspace, WorkspacePool, prepare_workspace
 
 GIT_ENV = {
     **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
@@ -325,17 +319,17 @@ def test_next_pipeline_rewrites_only_files_the_user_changed(repo: Path) -> None:
 def test_stat_cache_avoids_rereading_but_sees_same_size_edits(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ws_mod, "_RACY_NS", 0)
+    monkeypatch.setattr(snapshot_mod, "_RACY_NS", 0)
     store = Store(repo)
     snapshot_of(repo, store)
     hashed: list[str] = []
-    real = ws_mod._hash_file
+    real = snapshot_mod._hash_file
 
     def counting(full: str, blobs: object) -> object:
         hashed.append(full)
         return real(full, blobs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ws_mod, "_hash_file", counting)
+    monkeypatch.setattr(snapshot_mod, "_hash_file", counting)
     snapshot_of(repo, store)
     assert hashed == []
     st = (repo / "new.txt").stat()
@@ -349,7 +343,7 @@ def test_stat_cache_avoids_rereading_but_sees_same_size_edits(
 
 
 def test_damaged_blob_is_detected_and_healed(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ws_mod, "_RACY_NS", 0)
+    monkeypatch.setattr(snapshot_mod, "_RACY_NS", 0)
     store = Store(repo)
     snap = snapshot_of(repo, store)
     blob = snap.blob_path("new.txt")

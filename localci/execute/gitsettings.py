@@ -16,13 +16,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from localci.execute.snapshot import Snapshot
 from localci.execute.store import remove_tree
-from localci.execute.workspace import (
-    Snapshot,
-    Workspace,
-    clear_workspace,
-    prepare_workspace,
-)
+from localci.execute.workspace import Workspace, clear_workspace, prepare_workspace
 from localci.git import git_output, run_git
 
 # GitLab's "Git shallow clone" setting of a new project (since 14.7, was 50 from 12.0).

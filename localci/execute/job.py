@@ -34,9 +34,10 @@ from localci.execute.interpreters import (
 )
 from localci.execute.process import ProcessOutcome, kill_session, run_bash
 from localci.execute.results import JobResult, Status
+from localci.execute.snapshot import Snapshot
 from localci.execute.store import Store, remove_tree
 from localci.execute.venvs import Venv, VenvFactory, activated_env
-from localci.execute.workspace import Snapshot, Workspace, WorkspacePool, ensure_slot_dirs
+from localci.execute.workspace import Workspace, WorkspacePool, ensure_slot_dirs
 from localci.plan.model import PlannedJob
 from localci.plan.services import image_name, job_services, unstarted_services_note
 from localci.plan.variables import (

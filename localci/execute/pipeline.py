@@ -28,9 +28,11 @@ from localci.execute.results import (
     with_downstream_status,
 )
 from localci.execute.scheduler import Scheduler
+from localci.execute.snapshot import take_snapshot
+from localci.execute.snapshot_cleanup import remove_stale
 from localci.execute.store import LockBusy, Store, atomic_write_json, user_cache_dir
 from localci.execute.venvs import VenvFactory
-from localci.execute.workspace import WorkspacePool, remove_stale, take_snapshot
+from localci.execute.workspace import WorkspacePool
 from localci.plan.model import Plan, PlannedJob
 
 if TYPE_CHECKING:
