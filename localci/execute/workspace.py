@@ -19,7 +19,8 @@ from pathlib import Path
 from localci.execute.snapshot import DIR, FILE, GIT_BLOB, LINK, Entry, Snapshot, link_target
 from localci.execute.snapshot_store import parallel
 from localci.execute.workspace_files import remove_path, write_entry, write_from_git
-from localci.execute.workspace_git import digest_of, git_dir_files, prepare_index, write_git_dir
+from localci.execute.workspace_git import digest_of, git_dir_files, is_unborn, write_git_dir
+from localci.execute.workspace_index import write_index
 from localci.files import LockBusy, atomic_write_json, state_error, tree_fingerprint
 from localci.state import Store, project_builds_root
 
@@ -127,7 +128,8 @@ def prepare_workspace(
         state = _load_state(ws.state_dir)
         dirs = _needed_dirs(snapshot.entries)
         kept = _clean_tree(ws.project_dir, snapshot.by_path, dirs, clean=clean)
-        placed, rewrote = _restore_entries(ws.project_dir, snapshot, dirs, kept, state.placed)
+        stats, rewrote = _restore_entries(ws.project_dir, snapshot, dirs, kept, state.placed)
+        placed = {path: _Placed.of(st, snapshot.by_path[path].data) for path, st in stats.items()}
         git_files = git_dir_files(
             snapshot, ref=ref, ref_is_tag=ref_is_tag, user_git_dir=user_git_dir
         )
@@ -138,7 +140,9 @@ def prepare_workspace(
         git_state = state.git
         if rewrote or git_state is None or git_state != (git_key, tree_fingerprint(git_dir)):
             write_git_dir(git_dir, git_files)
-            prepare_index(ws.project_dir, ws.state_dir, snapshot.sha, refresh=rewrote)
+            if not is_unborn(snapshot.sha):
+                write_index(ws.project_dir, snapshot, stats)
+            _remove_saved_indexes(ws.state_dir)
             fingerprint = tree_fingerprint(git_dir)
             git_state = (git_key, fingerprint) if fingerprint else None
     except OSError as exc:
@@ -241,11 +245,11 @@ def _restore_entries(
     dirs: set[str],
     kept: Mapping[str, os.stat_result],
     placed: Mapping[str, _Placed],
-) -> tuple[dict[str, _Placed], bool]:
-    """The placed files, and whether any had to be written."""
+) -> tuple[dict[str, os.stat_result], bool]:
+    """The stat of each placed file, and whether any had to be written."""
     for rel in sorted(dirs):
         (root / rel).mkdir(exist_ok=True)
-    result: dict[str, _Placed] = {}
+    result: dict[str, os.stat_result] = {}
     to_write: list[Entry] = []
     for entry in snapshot.entries:
         if entry.kind == DIR:
@@ -254,7 +258,7 @@ def _restore_entries(
         full = f"{root}/{entry.path}"
         st = kept.get(entry.path)
         if st is not None and _unchanged(entry, st, placed.get(entry.path), full):
-            result[entry.path] = _Placed.of(st, entry.data)
+            result[entry.path] = st
             continue
         if st is not None:
             Path(full).unlink()
@@ -266,7 +270,7 @@ def _restore_entries(
     )
     written += write_from_git(str(root), from_git, snapshot.root)
     for entry, st in zip([*from_store, *from_git], written, strict=True):
-        result[entry.path] = _Placed.of(st, entry.data)
+        result[entry.path] = st
     return result, bool(to_write)
 
 
@@ -280,6 +284,12 @@ def _unchanged(entry: Entry, st: os.stat_result, placed: _Placed | None, full: s
         and (st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
         == (entry.size, entry.mtime_ns, entry.mode)
     )
+
+
+def _remove_saved_indexes(state_dir: Path) -> None:
+    # Versions before the index was written directly kept a refreshed copy per commit here.
+    for old in state_dir.glob("index-*"):
+        old.unlink()
 
 
 # --------------------------------------------------------------------------- slot state

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
 from localci.errors import GitError
 from localci.execute.snapshot import Snapshot
 from localci.execute.workspace_files import remove_path
-from localci.files import temp_path_for
 
 
-def _is_unborn(sha: str) -> bool:
+def is_unborn(sha: str) -> bool:
     return not sha.strip("0")
 
 
@@ -48,7 +46,7 @@ def git_dir_files(
 ) -> dict[str, str]:
     """The files of a workspace's .git (relative path -> content): HEAD, refs, config, and
     `alternates` borrowing the user's objects."""
-    if not _is_unborn(snapshot.sha) and user_git_dir is None:
+    if not is_unborn(snapshot.sha) and user_git_dir is None:
         raise GitError(f"commit {snapshot.sha} given but the project has no git directory")
     files = {"config": _git_config(snapshot.sha)}
     if user_git_dir is not None:
@@ -104,7 +102,7 @@ def _head_and_refs(snapshot: Snapshot, *, ref: str, ref_is_tag: bool) -> tuple[s
     sha = snapshot.sha
     valid = _valid_branch(ref)
     branch = ref if valid else "localci"
-    if _is_unborn(sha):
+    if is_unborn(sha):
         return f"ref: refs/heads/{branch}", refs
     if ref_is_tag:
         tag = f"refs/tags/{ref}"
@@ -121,33 +119,3 @@ def _add_ref(refs: dict[str, str], name: str, sha: str) -> None:
     clash = any(other.startswith(name + "/") or name.startswith(other + "/") for other in refs)
     if not clash:
         refs[name] = sha
-
-
-def prepare_index(project_dir: Path, state_dir: Path, sha: str, *, refresh: bool) -> str:
-    """Index = HEAD's tree with fresh stat data, so `git status` shows only the user's edits.
-
-    Without `refresh` (no file was rewritten, so every tracked file is the very inode the saved
-    index was refreshed against) the saved index of the slot (in `state_dir`) is used as it is.
-    """
-    from localci.git import git_output
-
-    if _is_unborn(sha):
-        return ""
-    git_dir = project_dir / ".git"
-    saved = state_dir / f"index-{sha}"
-    env = {"GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(project_dir)}
-    if saved.is_file():
-        # copy2 keeps the index mtime, which git's racy-entry check compares against.
-        shutil.copy2(saved, git_dir / "index")
-        if not refresh:
-            return sha
-    else:
-        git_output(project_dir, "read-tree", sha, env=env)
-    git_output(project_dir, "update-index", "-q", "--ignore-missing", "--refresh", env=env)
-    tmp = temp_path_for(saved)
-    shutil.copy2(git_dir / "index", tmp)
-    tmp.replace(saved)
-    for old in state_dir.glob("index-*"):
-        if old != saved:
-            old.unlink()
-    return sha
