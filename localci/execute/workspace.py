@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localci.execute.snapshot import DIR, FILE, GIT_BLOB, LINK, Entry, Snapshot, link_target
-from localci.execute.snapshot_store import parallel
+from localci.execute.snapshot_store import parallel, short_gil_turns
 from localci.execute.workspace_files import remove_path, write_entry, write_from_git
 from localci.execute.workspace_git import digest_of, git_dir_files, is_unborn, write_git_dir
 from localci.execute.workspace_index import write_index
@@ -127,8 +127,9 @@ def prepare_workspace(
         _ensure_real_dirs(ws)
         state = _load_state(ws.state_dir)
         dirs = _needed_dirs(snapshot.entries)
-        kept = _clean_tree(ws.project_dir, snapshot.by_path, dirs, clean=clean)
-        stats, rewrote = _restore_entries(ws.project_dir, snapshot, dirs, kept, state.placed)
+        with short_gil_turns():
+            kept = _clean_tree(ws.project_dir, snapshot.by_path, dirs, clean=clean)
+            stats, rewrote = _restore_entries(ws.project_dir, snapshot, dirs, kept, state.placed)
         placed = {path: _Placed.of(st, snapshot.by_path[path].data) for path, st in stats.items()}
         git_files = git_dir_files(
             snapshot, ref=ref, ref_is_tag=ref_is_tag, user_git_dir=user_git_dir

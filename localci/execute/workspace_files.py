@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import os
 import stat
@@ -35,12 +36,16 @@ def write_entry(entry: Entry, full: str, objects_dir: Path) -> os.stat_result:
 
 def _write_file(entry: Entry, full: str, fill: Callable[[int], None]) -> os.stat_result:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    out = os.open(full, flags, 0o600)
+    out = os.open(full, flags, entry.mode)
     try:
         fill(out)
-        os.fchmod(out, entry.mode)
         os.utime(out, ns=(entry.mtime_ns, entry.mtime_ns))
-        return os.fstat(out)
+        st = os.fstat(out)
+        # Each call is a turn for the GIL; the chmod is needed only where the umask took bits.
+        if stat.S_IMODE(st.st_mode) != entry.mode:
+            os.fchmod(out, entry.mode)
+            st = os.fstat(out)
+        return st
     finally:
         os.close(out)
 
@@ -54,6 +59,7 @@ def write_from_git(root: str, entries: list[Entry], repo: Path) -> list[os.stat_
 
     proc = git_process(repo, "cat-file", "--batch")
     assert proc.stdin is not None and proc.stdout is not None
+    blobs = _wide_reader(proc.stdout)
     requests = "".join(e.data.removeprefix(GIT_BLOB) + "\n" for e in entries).encode()
     feeder = threading.Thread(target=_feed, args=(proc.stdin, requests), daemon=True)
     feeder.start()
@@ -69,24 +75,32 @@ def write_from_git(root: str, entries: list[Entry], repo: Path) -> list[os.stat_
         with ThreadPoolExecutor(max_workers=4) as pool:
             futures: list[Future[os.stat_result]] = []
             for entry in entries:
-                size = _read_git_header(proc.stdout, entry, repo)
+                size = _read_git_header(blobs, entry, repo)
                 if size > _BIG_BLOB:  # streamed here rather than held in memory
                     done: Future[os.stat_result] = Future()
                     full = f"{root}/{entry.path}"
-                    fill = functools.partial(_copy_stream, proc.stdout, size=size)
+                    fill = functools.partial(_copy_stream, blobs, size=size)
                     done.set_result(_write_file(entry, full, fill))
                     futures.append(done)
                 else:
-                    data = proc.stdout.read(size)
+                    data = blobs.read(size)
                     in_flight.acquire()
                     futures.append(pool.submit(write, entry, data))
-                proc.stdout.read(1)  # each blob ends with a newline
+                blobs.read(1)  # each blob ends with a newline
             return [future.result() for future in futures]
     finally:
+        blobs.close()
         proc.stdout.close()
         proc.kill()
         proc.wait()
         feeder.join()
+
+
+def _wide_reader(pipe: IO[bytes]) -> IO[bytes]:
+    # Fewer, larger reads: each read is a turn for the GIL, which the writer threads wait for.
+    with contextlib.suppress(OSError, AttributeError):  # F_SETPIPE_SZ is Linux's
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+    return os.fdopen(pipe.fileno(), "rb", buffering=1 << 20, closefd=False)
 
 
 def _feed(pipe: IO[bytes], data: bytes) -> None:
