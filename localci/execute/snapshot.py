@@ -13,6 +13,7 @@ import os
 import stat
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -281,10 +282,13 @@ def take_snapshot(project_dir: Path, store: Store, *, pipeline_id: int, sha: str
     store.ensure()
     project_dir = project_dir.resolve()
     started_ns = time.time_ns()
-    paths = _list_paths(project_dir)
-    refs = _list_refs(project_dir)
-    cache = _load_stat_cache(store)
-    in_git = _index_blobs(project_dir)
+    # Independent git commands: they walk and stat the tree at the same time.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        listing = pool.submit(_list_paths, project_dir)
+        listing_refs = pool.submit(_list_refs, project_dir)
+        vouched = pool.submit(_index_blobs, project_dir)
+        cache = _load_stat_cache(store)
+        paths, refs, in_git = listing.result(), listing_refs.result(), vouched.result()
     blobs = BlobStore(store.path("objects"))
     with store.lock("objects", shared=True):
         blobs.tmp_dir.mkdir(exist_ok=True)
@@ -293,10 +297,13 @@ def take_snapshot(project_dir: Path, store: Store, *, pipeline_id: int, sha: str
         snapshot = _make_snapshot(
             project_dir, blobs.dir, sha=sha, pipeline_id=pipeline_id, entries=entries, refs=refs
         )
-        atomic_write_json(manifest_path(store, pipeline_id), _manifest_json(snapshot))
+        # Not fsynced, like the blobs: the manifest lives only as long as this pipeline's
+        # process, and a stat cache lost in a crash only costs time.
+        manifest = _manifest_json(snapshot)
+        atomic_write_json(manifest_path(store, pipeline_id), manifest, durable=False)
         files = {e.path: _seen_json(s) for e, s in scanned if s is not None}
         doc = {"version": _FORMAT, "taken_ns": started_ns, "files": files}
-        atomic_write_json(stat_cache_path(store), doc)
+        atomic_write_json(stat_cache_path(store), doc, durable=False)
     return snapshot
 
 
