@@ -413,6 +413,9 @@ class Bench:
         base = self.root / "workspace"
         project = self._workspace_repo(base / "localci", files)
         gcl_project = self._workspace_repo(base / "gcl", files) if self.gcl else None
+        # An older localci's source tree, run with PYTHONPATH in the same turns (before/after).
+        before = os.environ.get("LOCALCI_BENCH_BEFORE")
+        before_project = self._workspace_repo(base / "before", files) if before else None
         time.sleep(2.5)  # past the snapshot stat cache's racy window, as workspace_bench does
         copy_dir = base / "copy"
         tar = (
@@ -452,6 +455,13 @@ class Bench:
         rerun_commands: dict[str, Callable[[], float | None]] = {
             "localci": functools.partial(self.run_localci, project, "run", "-q"),
         }
+        if before and before_project is not None:
+            first_commands["before"] = functools.partial(
+                self._run_older, before, before_project, first=True
+            )
+            rerun_commands["before"] = functools.partial(
+                self._run_older, before, before_project, first=False
+            )
         if gcl_project is not None:
             first_commands["gcl"] = gcl_first_run
             rerun_commands["gcl"] = functools.partial(self.run_gcl, gcl_project, "--quiet")
@@ -477,6 +487,11 @@ class Bench:
                 verdict="; ".join("met" if ok else "NOT met" for _, ok in targets),
             )
         )
+        if before:
+            self.report.notes.append(
+                f"workspace: localci from {before} (LOCALCI_BENCH_BEFORE) in the same turns: "
+                f"first run {first['before'].show()}, re-run {rerun['before'].show()}"
+            )
         again = rerun["localci"].median
         assert again is not None
         self.report.rows.append(
@@ -524,6 +539,14 @@ class Bench:
                     verdict="met" if peak_mb < 200 else "NOT met",
                 )
             )
+
+    def _run_older(self, source: str, project: Path, *, first: bool) -> float | None:
+        """`localci run -q` with the localci package of `source` (first run: nothing left)."""
+        if first:
+            shutil.rmtree(project / ".localci", ignore_errors=True)
+            shutil.rmtree(_builds_root(project), ignore_errors=True)
+        env = _clean_env({"PYTHONPATH": source})
+        return timed([*localci_cmd(), "run", "-q"], project, log=self.log, env=env)
 
     def _workspace_repo(self, base: Path, files: int) -> Path:
         """workspace_bench's repository (commits, edits, untracked files) plus a 1-job pipeline."""

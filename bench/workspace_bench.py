@@ -16,12 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from localci.execute.workspace import (
-    Snapshot,
-    WorkspacePool,
-    prepare_workspace,
-    take_snapshot,
-)
+from localci.execute.snapshot import Snapshot, take_snapshot
+from localci.execute.workspace import WorkspacePool, prepare_workspace
 from localci.state import Store
 
 _ENV = {

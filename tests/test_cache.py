@@ -21,9 +21,10 @@ from helpers import git, make_repo
 from localci.config.model import AllowFailure, Artifacts, Cache, CacheKeyFiles, Job
 from localci.execute.cache import CacheStore, cache_key
 from localci.execute.path_selection import TransferError
+from localci.execute.snapshot import take_snapshot
 from localci.execute.stored_trees import read_manifest, verify_tree
 from localci.execute.transfer import TransferHooks, clear_caches, list_caches
-from localci.execute.workspace import Workspace, WorkspacePool, prepare_workspace, take_snapshot
+from localci.execute.workspace import Workspace, WorkspacePool, prepare_workspace
 from localci.plan.model import PlannedJob
 from localci.plan.planner import job_spec
 from localci.state import Store

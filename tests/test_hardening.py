@@ -21,9 +21,9 @@ from localci.execute.git_isolation import (
     local_env_vars,
     without_user_repository,
 )
+from localci.execute.snapshot_cleanup import remove_stale
 from localci.execute.stored_trees import read_manifest, verify_tree
 from localci.execute.transfer import TransferHooks
-from localci.execute.workspace import remove_stale
 from localci.state import Store, project_builds_root
 from tests.helpers import git, make_repo, run_cli, run_localci
 from tests.test_cache import Project, planned

@@ -1,4 +1,4 @@
-"""Tests for localci.execute.workspace: snapshots, slots, prepare, and the user's repo untouched."""
+"""Snapshots and workspace slots: prepare, isolation, and the user's repository untouched."""
 
 from __future__ import annotations
 
@@ -13,16 +13,10 @@ from pathlib import Path
 import pytest
 
 from localci.errors import GitError, StateError
-from localci.execute import workspace as ws_mod
-from localci.execute.workspace import (
-    Snapshot,
-    Workspace,
-    WorkspacePool,
-    load_snapshot,
-    prepare_workspace,
-    remove_stale,
-    take_snapshot,
-)
+from localci.execute import snapshot as snapshot_mod
+from localci.execute.snapshot import Snapshot, load_snapshot, take_snapshot
+from localci.execute.snapshot_cleanup import remove_stale
+from localci.execute.workspace import Workspace, WorkspacePool, prepare_workspace
 from localci.files import TMP_SUFFIX
 from localci.state import Store, project_builds_root
 
@@ -182,6 +176,51 @@ def test_git_inside_the_workspace(repo: Path) -> None:
         assert " D doomed.txt" in status
 
 
+def test_index_vouches_only_for_files_written_from_heads_blob(repo: Path) -> None:
+    git(repo, "add", "new.txt")  # staged, so the snapshot reads it from git's objects
+    (repo / "src" / "app.py").write_text("print('staged')\n")
+    git(repo, "add", "src/app.py")  # staged and so not HEAD's blob: git must compare it
+    snap = snapshot_of(repo)
+    with WorkspacePool(Store(repo), "proj").acquire() as ws:
+        prepare(ws, snap)
+        root = ws.project_dir
+        # diff-files trusts the index's stat data and reads no file: what it lists is all
+        # that git will compare by content.
+        stat_dirty = set(git(root, "diff-files", "--name-only").splitlines())
+        assert stat_dirty == {"edited.txt", "doomed.txt", "link_in", "src/app.py"}
+        assert sorted(git(root, "status", "--porcelain").splitlines()) == [
+            " D doomed.txt",
+            " M edited.txt",
+            " M src/app.py",
+            '?? "dir with space/"',
+            "?? link_out",
+            "?? new.txt",
+        ]
+        readme = root / "README.md"
+        before = readme.stat()
+        readme.write_text("# READ.ME\n")  # same size and, below, same mtime: only ctime differs
+        os.utime(readme, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert " M README.md" in git(root, "status", "--porcelain").splitlines()
+
+
+def test_sha256_repository(tmp_path: Path) -> None:
+    project = tmp_path / "sha256"
+    project.mkdir()
+    git(project, "init", "-q", "--object-format=sha256", "-b", "main")
+    (project / "a.txt").write_text("a\n")
+    (project / "run.sh").write_text("#!/bin/sh\n")
+    (project / "run.sh").chmod(0o755)
+    git(project, "add", ".")
+    git(project, "commit", "-q", "-m", "one")
+    snap = snapshot_of(project)
+    with WorkspacePool(Store(project), "sha256").acquire() as ws:
+        prepare(ws, snap)
+        root = ws.project_dir
+        assert git(root, "diff-files", "--name-only") == ""
+        assert git(root, "status", "--porcelain") == ""
+        assert git(root, "rev-parse", "HEAD").strip() == snap.sha
+
+
 def test_tag_pipeline_is_detached_at_the_tag(repo: Path) -> None:
     snap = snapshot_of(repo)
     with WorkspacePool(Store(repo), "proj").acquire() as ws:
@@ -326,17 +365,17 @@ def test_next_pipeline_rewrites_only_files_the_user_changed(repo: Path) -> None:
 def test_stat_cache_avoids_rereading_but_sees_same_size_edits(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ws_mod, "_RACY_NS", 0)
+    monkeypatch.setattr(snapshot_mod, "_RACY_NS", 0)
     store = Store(repo)
     snapshot_of(repo, store)
     hashed: list[str] = []
-    real = ws_mod._hash_file
+    real = snapshot_mod._hash_file
 
     def counting(full: str, blobs: object) -> object:
         hashed.append(full)
         return real(full, blobs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ws_mod, "_hash_file", counting)
+    monkeypatch.setattr(snapshot_mod, "_hash_file", counting)
     snapshot_of(repo, store)
     assert hashed == []
     st = (repo / "new.txt").stat()
@@ -350,7 +389,7 @@ def test_stat_cache_avoids_rereading_but_sees_same_size_edits(
 
 
 def test_damaged_blob_is_detected_and_healed(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ws_mod, "_RACY_NS", 0)
+    monkeypatch.setattr(snapshot_mod, "_RACY_NS", 0)
     store = Store(repo)
     snap = snapshot_of(repo, store)
     blob = snap.blob_path("new.txt")

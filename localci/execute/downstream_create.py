@@ -115,7 +115,8 @@ class PipelineCreator:
         from localci.config import load_pipeline
         from localci.config.external import external_source
         from localci.execute.pipeline import git_dir_of
-        from localci.execute.workspace import WorkspacePool, take_snapshot
+        from localci.execute.snapshot import take_snapshot
+        from localci.execute.workspace import WorkspacePool
         from localci.plan.context import detect_context
         from localci.plan.planner import build_plan
         from localci.plan.variables import include_rule_variables

@@ -16,12 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from localci.execute.workspace import (
-    Snapshot,
-    Workspace,
-    clear_workspace,
-    prepare_workspace,
-)
+from localci.execute.snapshot import Snapshot
+from localci.execute.workspace import Workspace, clear_workspace, prepare_workspace
 from localci.files import remove_tree
 from localci.git import git_output, run_git
 

@@ -46,8 +46,9 @@ from localci.execute.job_session import (
     end_leftovers,
 )
 from localci.execute.process import ProcessOutcome
+from localci.execute.snapshot import Snapshot
 from localci.execute.venvs import VenvFactory, activated_env
-from localci.execute.workspace import Snapshot, Workspace, WorkspacePool, ensure_slot_dirs
+from localci.execute.workspace import Workspace, WorkspacePool, ensure_slot_dirs
 from localci.files import remove_tree
 from localci.plan.model import PlannedJob
 from localci.plan.services import image_name, job_services, unstarted_services_note

@@ -21,8 +21,10 @@ from localci.execute.environment import host_base
 from localci.execute.job import JobHooks, JobRunner, RunContext
 from localci.execute.process import remove_orphaned_scripts
 from localci.execute.scheduler import Scheduler
+from localci.execute.snapshot import take_snapshot
+from localci.execute.snapshot_cleanup import remove_stale
 from localci.execute.venvs import VenvFactory
-from localci.execute.workspace import WorkspacePool, remove_stale, take_snapshot
+from localci.execute.workspace import WorkspacePool
 from localci.files import LockBusy, atomic_write_json, user_cache_dir
 from localci.plan.model import Plan, PlannedJob
 from localci.results import (
