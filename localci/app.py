@@ -17,7 +17,6 @@ from localci.config.model import Pipeline
 from localci.errors import UsageError
 from localci.globs import fnmatch_ruby
 from localci.plan.context import PipelineContext, changed_paths, detect_context
-from localci.plan.variable_files import load_variables_file, parse_assignment
 from localci.plan.variable_values import MASKING_HINT, VarValue, masking_problem
 from localci.plan.variables import include_rule_variables
 
@@ -141,9 +140,11 @@ def user_variables(directory: Path, options: ContextOptions) -> dict[str, VarVal
     if path is not None:
         if not path.is_file():
             raise UsageError(f"--variables-file {path}: no such file")
+        from localci.plan.variable_files import load_variables_file
+
         out.update(load_variables_file(path))
     for assignment in options.variables:
-        name, value = parse_assignment(assignment)
+        name, value = _parse_assignment(assignment)
         masked = out[name].masked if name in out else False
         out[name] = VarValue(value, masked=masked)
     out.update(masked_assignments(options.masked_variables))
@@ -154,7 +155,7 @@ def masked_assignments(assignments: Sequence[str]) -> dict[str, VarValue]:
     """`--masked-var NAME=VALUE`: like `--var`, masked in every log; refused as GitLab would."""
     out: dict[str, VarValue] = {}
     for assignment in assignments:
-        name, value = parse_assignment(assignment)
+        name, value = _parse_assignment(assignment)
         var = VarValue(value, masked=True)
         why = masking_problem(var)
         if why is not None:
@@ -163,3 +164,10 @@ def masked_assignments(assignments: Sequence[str]) -> dict[str, VarValue]:
             )
         out[name] = var
     return out
+
+
+def _parse_assignment(assignment: str) -> tuple[str, str]:
+    # Imported when used: most commands get no variables file and no `--var`.
+    from localci.plan.variable_files import parse_assignment
+
+    return parse_assignment(assignment)
