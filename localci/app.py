@@ -15,7 +15,6 @@ from localci.config.include_sources import (
 )
 from localci.config.model import Pipeline
 from localci.errors import UsageError
-from localci.globs import fnmatch_ruby
 from localci.plan.context import PipelineContext, changed_paths, detect_context
 from localci.plan.variable_values import MASKING_HINT, VarValue, masking_problem
 from localci.plan.variables import include_rule_variables
@@ -76,6 +75,8 @@ def load(directory: Path, config_file: str, options: ContextOptions) -> Loaded:
     include_vars = {**include_rule_variables(ctx), **{k: v.value for k, v in user.items()}}
 
     def changed(patterns: Sequence[str], compare_to: str | None) -> bool:
+        from localci.globs import fnmatch_ruby  # only for `include:rules:changes`
+
         paths = changed_paths(ctx, compare_to)
         return paths is None or any(fnmatch_ruby(p, f) for p in patterns for f in paths)
 
