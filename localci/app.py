@@ -15,9 +15,7 @@ from localci.config.include_sources import (
 )
 from localci.config.model import Pipeline
 from localci.errors import UsageError
-from localci.globs import fnmatch_ruby
 from localci.plan.context import PipelineContext, changed_paths, detect_context
-from localci.plan.variable_files import load_variables_file, parse_assignment
 from localci.plan.variable_values import MASKING_HINT, VarValue, masking_problem
 from localci.plan.variables import include_rule_variables
 
@@ -77,6 +75,8 @@ def load(directory: Path, config_file: str, options: ContextOptions) -> Loaded:
     include_vars = {**include_rule_variables(ctx), **{k: v.value for k, v in user.items()}}
 
     def changed(patterns: Sequence[str], compare_to: str | None) -> bool:
+        from localci.globs import fnmatch_ruby  # only for `include:rules:changes`
+
         paths = changed_paths(ctx, compare_to)
         return paths is None or any(fnmatch_ruby(p, f) for p in patterns for f in paths)
 
@@ -141,9 +141,11 @@ def user_variables(directory: Path, options: ContextOptions) -> dict[str, VarVal
     if path is not None:
         if not path.is_file():
             raise UsageError(f"--variables-file {path}: no such file")
+        from localci.plan.variable_files import load_variables_file
+
         out.update(load_variables_file(path))
     for assignment in options.variables:
-        name, value = parse_assignment(assignment)
+        name, value = _parse_assignment(assignment)
         masked = out[name].masked if name in out else False
         out[name] = VarValue(value, masked=masked)
     out.update(masked_assignments(options.masked_variables))
@@ -154,7 +156,7 @@ def masked_assignments(assignments: Sequence[str]) -> dict[str, VarValue]:
     """`--masked-var NAME=VALUE`: like `--var`, masked in every log; refused as GitLab would."""
     out: dict[str, VarValue] = {}
     for assignment in assignments:
-        name, value = parse_assignment(assignment)
+        name, value = _parse_assignment(assignment)
         var = VarValue(value, masked=True)
         why = masking_problem(var)
         if why is not None:
@@ -163,3 +165,10 @@ def masked_assignments(assignments: Sequence[str]) -> dict[str, VarValue]:
             )
         out[name] = var
     return out
+
+
+def _parse_assignment(assignment: str) -> tuple[str, str]:
+    # Imported when used: most commands get no variables file and no `--var`.
+    from localci.plan.variable_files import parse_assignment
+
+    return parse_assignment(assignment)

@@ -633,6 +633,26 @@ def test_git_process_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert len(calls) == 2
 
 
+def test_nothing_to_push_reads_the_first_parent_with_head(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fresh clone: nothing to push, no reflog position; the parent comes from the cat-file
+    # that reads HEAD, so only the reflog look-up is one more process.
+    _, (first, _) = _pushed_repo(tmp_path)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(tmp_path / "remote.git"), str(clone))
+    calls = count_git_processes(monkeypatch)
+    ctx = detect_context(clone)
+    assert (ctx.changes_base, ctx.changes_base_label) == (first, "HEAD^1")
+    assert [args[0] for args in calls] == [
+        "symbolic-ref",
+        "config",
+        "for-each-ref",
+        "cat-file",
+        "rev-parse",
+    ]
+
+
 def test_rerun_of_a_pushed_commit_keeps_change_gated_jobs(tmp_path: Path) -> None:
     # Issue 14 item 5, from the CLI: before, `docs` vanished and `publish` (needs: docs) made
     # the pipeline impossible ("cannot be created").

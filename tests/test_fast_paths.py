@@ -283,6 +283,34 @@ def test_list_imports_only_what_it_needs(tmp_path: Path) -> None:
     assert unneeded(with_json, tuple(n for n in NOT_FOR_LIST if n not in allowed)) == []
 
 
+# What `list` of a pipeline without `include:`, variables file or `--var` does not import either.
+NOT_FOR_A_PLAIN_LIST = (
+    "localci.config.include_external",
+    "localci.config.include_rules",
+    "localci.config.inputs",
+    "localci.plan.variable_files",
+    "localci.globs",  # only for changes/exists
+)
+
+
+def test_includes_and_variable_files_are_imported_when_used(tmp_path: Path) -> None:
+    jobs = "".join(f"job{i}:\n  stage: test\n  script: [echo {i}]\n" for i in range(10))
+    plain = make_repo(tmp_path / "plain", {".gitlab-ci.yml": jobs})
+    assert unneeded(imported_by(plain, "list"), NOT_FOR_A_PLAIN_LIST) == []
+    with_all = make_repo(
+        tmp_path / "with",
+        {
+            ".gitlab-ci.yml": "include:\n  - local: more.yml\n    rules: [{exists: [more.yml]}]\n"
+            + jobs,
+            "more.yml": "extra:\n  script: [x]\n",
+            ".localci/variables.yml": "A: b\n",
+        },
+    )
+    modules = imported_by(with_all, "list", "--var", "B=c")
+    expected = {n for n in NOT_FOR_A_PLAIN_LIST if n != "localci.config.inputs"}  # exists: globs
+    assert expected <= modules
+
+
 def test_the_expression_language_is_imported_for_if_only(tmp_path: Path) -> None:
     jobs = "".join(f"job{i}:\n  stage: test\n  script: [echo {i}]\n" for i in range(10))
     without = make_repo(tmp_path / "without", {".gitlab-ci.yml": jobs})

@@ -1,6 +1,7 @@
 """The `localci` command line. `main` is the console script: it answers `--version` without
 importing click or the CLI (scripts and version checks call it and should not wait), and
-imports the CLI (localci.cli.root) with the garbage collector paused.
+imports the CLI (localci.cli.root) with the garbage collector paused; it freezes the heap
+before the interpreter exits.
 
 Importing localci creates ~70 dataclasses and many small objects; collections triggered while
 importing cost ~20 ms of a ~150 ms `localci list`, for cycles that do not exist yet.
@@ -45,4 +46,10 @@ def main() -> None:
         from localci.cli.root import run_and_exit
     finally:
         gc.enable()
-    run_and_exit()
+    try:
+        run_and_exit()
+    finally:
+        # The process ends here. Its last collections would traverse every object localci
+        # made (~4% of a `localci list`) for cycles nothing waits on; what must happen at exit
+        # (atexit, reference counting) does not depend on them.
+        gc.freeze()

@@ -13,8 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from localci.config.include_external import component_fields, external_units, interpolate_component
-from localci.config.include_rules import rules_allow
 from localci.config.include_sources import (
     EXTERNAL_KINDS,
     ExternalSource,
@@ -153,6 +151,7 @@ def _apply_header(
     where: Location | None,
 ) -> Any:
     """`spec:inputs` and `spec:component` of a file with a header (or given inputs)."""
+    from localci.config.include_external import component_fields, interpolate_component
     from localci.config.inputs import interpolate, parse_spec, resolve_inputs
 
     specs = parse_spec(header, unit.name, ctx.problems)
@@ -221,6 +220,10 @@ def _process_entry(
     loc: Location | None,
     chain: tuple[str, ...],
 ) -> list[LocDict]:
+    # Imported here: a pipeline without `include:` (most) needs neither.
+    from localci.config.include_external import external_units
+    from localci.config.include_rules import rules_allow
+
     entry = _normalise(entry, loc, ctx.problems)
     if entry is None or not rules_allow(ctx, scope, entry, loc):
         return []

@@ -274,12 +274,21 @@ def _existing_dir(project_dir: Path) -> Path:
     return root
 
 
+# HEAD's first parent: the changes base of a push with nothing to push and no earlier position
+# of the tracking ref (`_pushed_base`); read with HEAD in the same process, as that is the
+# common case for a clone. (The reflog position cannot join them: `cat-file` dies on a reflog
+# with too few entries where `rev-parse --verify --quiet` just fails.)
+_FIRST_PARENT = "HEAD^1"
+
+
 def _wanted_objects(request: _Request) -> list[str]:
     names = ["HEAD"]
     if request.tag is not None:
         names.append(f"refs/tags/{request.tag}")
     if request.changes_since is not None:
         names.append(f"{request.changes_since}^{{commit}}")
+    elif request.source == "push" and request.tag is None:
+        names.append(f"{_FIRST_PARENT}^{{commit}}")
     return names
 
 
@@ -439,17 +448,24 @@ def _pushed_base(repo: git_reads.Repo, tracking: str, tip: str) -> tuple[str, st
     it last moved (its reflog), else HEAD's first parent. With neither (a root or shallow
     commit) the tracking ref itself stays the base: only uncommitted changes count."""
     nothing = f"nothing to push ({tracking} is HEAD)"
-    reasons = {
-        f"{tracking}@{{1}}": f"{nothing}, so where {tracking} pointed before it last moved (its"
-        " reflog): the range GitLab's pipeline for that push compared",
-        "HEAD^1": f"{nothing} and no earlier position of {tracking} in its reflog, so the"
-        " commit's first parent",
-    }
-    for label, reason in reasons.items():
-        proc = git_reads.run(repo.root, "rev-parse", "--verify", "--quiet", f"{label}^{{commit}}")
-        sha = proc.stdout.decode().strip()
-        if proc.returncode == 0 and sha and sha != tip:
-            return sha, label, reason
+    reflog = f"{tracking}@{{1}}"
+    proc = git_reads.run(repo.root, "rev-parse", "--verify", "--quiet", f"{reflog}^{{commit}}")
+    sha = proc.stdout.decode().strip()
+    if proc.returncode == 0 and sha and sha != tip:
+        return (
+            sha,
+            reflog,
+            f"{nothing}, so where {tracking} pointed before it last moved (its reflog):"
+            " the range GitLab's pipeline for that push compared",
+        )
+    parent = repo.objects.get(f"{_FIRST_PARENT}^{{commit}}")
+    if parent is not None and parent.sha != tip:
+        return (
+            parent.sha,
+            _FIRST_PARENT,
+            f"{nothing} and no earlier position of {tracking} in its reflog, so the"
+            " commit's first parent",
+        )
     return tip, tracking, f"{nothing}, no earlier position and no parent: only uncommitted changes"
 
 

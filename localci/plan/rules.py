@@ -19,7 +19,6 @@ from localci.config.model import (
     Workflow,
 )
 from localci.errors import ConfigError, GitError, Problem
-from localci.globs import fnmatch_ruby
 from localci.plan.context import PipelineContext
 from localci.plan.repo_facts import RepoFacts
 from localci.plan.variables import VarValue, expand_gitlab
@@ -63,6 +62,9 @@ class Matcher:
         return self._changes[key]
 
     def _match_changes(self, patterns: tuple[str, ...], compare_to: str | None) -> tuple[bool, str]:
+        # Imported here, as in the two methods below: only `changes` and `exists` match globs.
+        from localci.globs import fnmatch_ruby
+
         changed = self.facts.changed_paths(compare_to)
         if changed is None:
             return True, "no push information (new branch, tag, schedule...): changes is true"
@@ -95,6 +97,8 @@ class Matcher:
             return self._exists_dir(pattern.rstrip("/"))
         if not _GLOB_CHARS.intersection(pattern):
             return pattern if pattern in file_set else None
+        from localci.globs import fnmatch_ruby
+
         return next((path for path in files if fnmatch_ruby(pattern, path)), None)
 
     def _exists_dir(self, pattern: str) -> str | None:
@@ -106,6 +110,8 @@ class Matcher:
             self._dir_set = frozenset(dirs)
         if not _GLOB_CHARS.intersection(pattern):
             return pattern + "/" if pattern in self._dir_set else None
+        from localci.globs import fnmatch_ruby
+
         hit = next((d for d in sorted(self._dir_set) if fnmatch_ruby(pattern, d)), None)
         return None if hit is None else hit + "/"
 
