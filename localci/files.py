@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -160,6 +160,23 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path)
     except FileNotFoundError:
         pass
+
+
+def paths_fingerprint(root: Path, paths: Sequence[str]) -> str:
+    """tree_fingerprint's digest for the listed paths below `root` only (a missing one counts
+    as such): equal digests mean none of them was written, replaced or chmod-ed since."""
+    digest = hashlib.sha256()
+    for rel in paths:
+        try:
+            st = os.lstat(f"{root}/{rel}")
+        except OSError:
+            digest.update(f"{rel}\0missing\n".encode())
+            continue
+        digest.update(
+            f"{rel}\0{st.st_mode}\0{st.st_ino}\0{st.st_size}\0"
+            f"{st.st_mtime_ns}\0{st.st_ctime_ns}\n".encode()
+        )
+    return digest.hexdigest()
 
 
 def tree_fingerprint(root: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -630,3 +631,55 @@ def test_venv_cached_in_one_slot_works_in_another(project: Project) -> None:
     assert manifest.project_dir == str(slot1)
     assert verify_tree(project.entry("venv"), manifest) is None
     json.dumps(manifest.as_json())
+
+
+# ------------------------------------------------------------------- unchanged caches (runner)
+
+
+def test_an_untouched_restored_cache_is_not_saved_again(project: Project) -> None:
+    job = planned("deps", cache=[Cache(key="venv", paths=("venv",))])
+    project.run(job, writer({"venv/lib/a.py": "a\n", "venv/bin/tool": "t\n"}))
+    first = read_manifest(project.entry("venv"))
+    again = project.run(job)
+    assert any("Archive is up to date!" in line for line in again.log), again.log
+    assert not any("Created cache venv" in line for line in again.log)
+    assert read_manifest(project.entry("venv")) == first  # the same entry, not a new one
+
+
+def _same_size_same_mtime(root: Path) -> None:
+    target = root / "venv" / "lib" / "a.py"
+    st = target.stat()
+    target.write_text("b\n")  # same size
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the old mtime back
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        writer({"venv/lib/new.py": "n\n"}),
+        _same_size_same_mtime,
+        lambda root: (root / "venv" / "bin" / "tool").unlink(),
+        lambda root: (root / "venv" / "bin" / "tool").chmod(0o755),
+    ],
+    ids=["added", "rewritten-mtime-reset", "removed", "chmod"],
+)
+def test_any_change_to_a_restored_cache_is_saved(project: Project, action: Action) -> None:
+    job = planned("deps", cache=[Cache(key="venv", paths=("venv",))])
+    project.run(job, writer({"venv/lib/a.py": "a\n", "venv/bin/tool": "t\n"}))
+    first = read_manifest(project.entry("venv"))
+    changed = project.run(job, action)
+    assert any("Created cache venv" in line for line in changed.log), changed.log
+    assert read_manifest(project.entry("venv")) != first
+
+
+def test_a_cache_another_job_replaced_meanwhile_is_saved(project: Project) -> None:
+    job = planned("deps", cache=[Cache(key="venv", paths=("venv",))])
+    other = planned("other", cache=[Cache(key="venv", paths=("venv",))])
+    project.run(job, writer({"venv/lib/a.py": "a\n"}))
+
+    def replace_entry(root: Path) -> None:  # another job saves the key while this one runs
+        project.run(other, writer({"venv/lib/a.py": "other\n"}), slot=1)
+
+    kept = project.run(job, replace_entry)
+    assert any("Created cache venv" in line for line in kept.log), kept.log
+    assert (project.entry("venv") / "data" / "venv" / "lib" / "a.py").read_text() == "a\n"

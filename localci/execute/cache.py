@@ -236,6 +236,12 @@ class CacheStore:
         restored = restore_tree(entry, manifest, dest, relocate=relocator(manifest, *relocate_to))
         return CacheRestore(key, "restored", manifest, restored)
 
+    def current_id(self, key: str) -> str | None:
+        """The id of the entry stored under `key` now (None: there is none)."""
+        with self.store.lock(self.lock_name(key), shared=True):
+            manifest = read_manifest(self.entry_dir(key))
+        return manifest.id if manifest is not None and manifest.meta.get("key") == key else None
+
     def save(
         self,
         key: str,

@@ -45,7 +45,7 @@ from localci.execute.path_selection import (
 from localci.execute.stored_trees import Manifest, verify_tree
 from localci.execute.tree_restore import relocator, restore_tree
 from localci.execute.workspace import Workspace
-from localci.files import state_error
+from localci.files import paths_fingerprint, state_error
 from localci.plan.model import PlannedJob
 from localci.plan.variables import VarValue, expand_runner, mask_text, parse_dotenv_report
 from localci.results import TestSummary
@@ -81,6 +81,7 @@ class _CacheRun:
 class _Restored:
     key: str
     manifest: Manifest
+    fingerprint: str  # of the restored paths, right after the restore
 
 
 @dataclass
@@ -214,7 +215,8 @@ class TransferHooks(JobHooks):
             )
             if position:
                 notes.append(f"cache {run.key!r} not found, fallback {key!r} restored")
-            return _Restored(key, result.manifest)
+            paths = [entry.path for entry in result.manifest.entries]
+            return _Restored(key, result.manifest, paths_fingerprint(ws.project_dir, paths))
         return None
 
     def _restore_artifacts(self, source: str, ws: Workspace, say: Log, notes: list[str]) -> None:
@@ -278,6 +280,9 @@ class TransferHooks(JobHooks):
         if not selection.paths:
             say(f"WARNING: no files to cache; cache {run.key} is left as it was")
             return
+        if restored is not None and self._up_to_date(run.key, restored, root, selection.paths):
+            say(f"Archive is up to date! (cache {run.key}: nothing changed since it was restored)")
+            return
         known = {e.path: e for e in restored.manifest.entries} if restored else {}
         meta: dict[str, object] = {
             "job": job.name,
@@ -296,6 +301,18 @@ class TransferHooks(JobHooks):
             notes.append(f"cache {run.key!r} could not be saved: {exc}")
             return
         say(f"Created cache {run.key} ({manifest.files} files)")
+
+    def _up_to_date(self, key: str, restored: _Restored, root: Path, paths: Sequence[str]) -> bool:
+        """As gitlab-runner's cache archiver: no new archive when nothing changed. Here: the
+        job restored this very entry, it is still the stored one, and the same paths are
+        there untouched (inode, size, mode, mtime and ctime as right after the restore)."""
+        stored = [entry.path for entry in restored.manifest.entries]
+        return (
+            restored.key == key
+            and sorted(paths) == sorted(stored)
+            and paths_fingerprint(root, stored) == restored.fingerprint
+            and self.caches.current_id(key) == restored.manifest.id
+        )
 
     def _collect_artifacts(
         self,
