@@ -494,7 +494,10 @@ def remove_secret_files(ws: Workspace) -> None:
     path = secret_files_dir(ws)
     if path.is_symlink() or path.is_file():
         path.unlink()
-    else:
+        return
+    try:
+        path.rmdir()  # most jobs have no file variables: an empty folder, no tree walk
+    except OSError:
         remove_tree(path)
 
 

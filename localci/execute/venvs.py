@@ -80,6 +80,10 @@ class VenvFactory:
         self._app_data = app_data_dir
         self._seed_pip = seed_pip
         self._download = download
+        # One seed plan per interpreter and run: finding the wheels scans directories, and every
+        # job asks for the plan, also when its slot's venv is kept (its identity is compared).
+        self._plans: dict[tuple[Path, str], SeedPlan] = {}
+        self._plans_lock = threading.Lock()
 
     def create(
         self, dest: Path, python: str | None = None, log: Callable[[str], None] = _quiet
@@ -120,9 +124,14 @@ class VenvFactory:
     def _seed_plan(self, target: Interpreter, log: Callable[[str], None]) -> SeedPlan | None:
         if not self._seed_pip:
             return None
-        plan = plan_seeds(
-            target.path, target.minor, self._app_data, download=self._download, log=log
-        )
+        key = (target.path, target.minor)
+        with self._plans_lock:
+            plan = self._plans.get(key)
+            if plan is None:
+                plan = plan_seeds(
+                    target.path, target.minor, self._app_data, download=self._download, log=log
+                )
+                self._plans[key] = plan
         for deviation in plan.deviations:
             log(f"WARNING: python:{target.minor} image differs here: {deviation}")
         return plan
