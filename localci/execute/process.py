@@ -129,7 +129,7 @@ def remove_orphaned_scripts() -> int:
     for path in candidates:
         pid = path.name.removeprefix(_SCRIPT_PREFIX).split("-", 1)[0]
         try:
-            if not pid.isdigit() or _process_exists(int(pid)) or path.lstat().st_uid != uid:
+            if not pid.isdigit() or process_alive(int(pid)) or path.lstat().st_uid != uid:
                 continue
             path.unlink()
         except OSError:
@@ -138,7 +138,8 @@ def remove_orphaned_scripts() -> int:
     return removed
 
 
-def _process_exists(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists (one we may not signal counts as existing)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

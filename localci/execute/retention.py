@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from localci.execute.artifacts import pipeline_ids
+from localci.execute.process import process_alive
 from localci.files import LockBusy, remove_tree
 from localci.state import Store
 
@@ -38,7 +40,7 @@ def prune_pipelines(store: Store, keep: int, *, dry_run: bool = False) -> PruneO
     if keep < 1:
         raise ValueError("keep at least one pipeline")
     _remove_leftovers(store)
-    ids = sorted(_pipeline_ids(store))
+    ids = pipeline_ids(store)  # sorted
     parents = {pid: parent for pid in ids if (parent := _parent_of(store, pid)) is not None}
     kept = _kept(store, ids, parents, keep)
     removed: list[int] = []
@@ -59,7 +61,7 @@ def prune_pipelines(store: Store, keep: int, *, dry_run: bool = False) -> PruneO
 def prune_after_run(store: Store, keep: int) -> PruneOutcome | None:
     """Prune once the runs exceed `keep` by a margin, so that a run pays for reading the old
     records every few runs, not every time; None when nothing was due."""
-    if len(_pipeline_ids(store)) <= keep + max(10, keep // 5):
+    if len(pipeline_ids(store)) <= keep + max(10, keep // 5):
         return None
     return prune_pipelines(store, keep)
 
@@ -129,22 +131,7 @@ def _remove_leftovers(store: Store) -> None:
 
 def _writer_alive(name: str) -> bool:
     pid_text = name[len(_PRUNED_PREFIX) :].split("-", 1)[0]
-    if not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _pipeline_ids(store: Store) -> list[int]:
-    try:
-        return [int(e.name) for e in os.scandir(store.path("pipelines")) if e.name.isdigit()]
-    except OSError:
-        return []
+    return pid_text.isdigit() and process_alive(int(pid_text))
 
 
 def _parent_of(store: Store, pid: int) -> int | None:

@@ -11,6 +11,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from localci.errors import StateError
+from localci.execute.process import process_alive
 from localci.execute.snapshot import FILE, load_snapshot, manifest_path, stat_cache_path
 from localci.files import TMP_SUFFIX, LockBusy, remove_tree, state_error
 from localci.state import Store
@@ -48,16 +49,6 @@ def _remove_finished_snapshots(store: Store) -> None:
             continue
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_temp_files(store: Store) -> None:
     for dirpath, dirnames, filenames in os.walk(store.root):
         if dirpath == str(store.root):
@@ -69,7 +60,7 @@ def _remove_temp_files(store: Store) -> None:
             if not name.endswith(TMP_SUFFIX):
                 continue
             pid = name.removesuffix(TMP_SUFFIX).rsplit(".", 2)[-2]
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            if pid.isdigit() and not process_alive(int(pid)):
                 (Path(dirpath) / name).unlink(missing_ok=True)
 
 

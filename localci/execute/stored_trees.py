@@ -23,6 +23,7 @@ from typing import Any
 
 from localci.execute.file_copies import copy_and_read, copy_file, in_threads
 from localci.execute.path_selection import safe_relative
+from localci.execute.process import process_alive
 from localci.files import atomic_write_json, remove_tree
 
 FILE, LINK, DIR = "f", "l", "d"
@@ -327,12 +328,4 @@ def clean_stale(parent: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid == os.getpid() or process_alive(pid)

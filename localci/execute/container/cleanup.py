@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 
 from localci.execute.container.engine import Engine
+from localci.execute.process import process_alive
 
 __all__ = [
     "MANAGED_LABEL",
@@ -119,13 +120,7 @@ def _alive(owner: str) -> bool:
     if not pid_text.isdigit():
         return False
     pid = int(pid_text)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return _start_time(pid) == started
+    return process_alive(pid) and _start_time(pid) == started
 
 
 def _start_time(pid: int) -> str:
